@@ -1,0 +1,121 @@
+"""Assembling the admin API and mounting it into a host application.
+
+The admin paths live under four prefixes, so the API is mounted as one sub-application
+per prefix.  They share one :class:`~.context.AdminContext`; each carries the same
+middleware stack (CORS → errors → auth), which therefore applies to admin paths only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import AsyncIterator, Callable
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
+from aiohttp.typedefs import Handler, Middleware
+
+from .activity import ActivityTracker
+from .auth import Access, auth_middleware
+from .config import Config
+from .context import CONTEXT_KEY, AdminContext, now_ms
+from .errors import error_middleware
+from .passwords import PasswordHasher
+from .routes import PREFIXES, RouteSpec, enabled_routes
+from .storage.base import AdminStorage
+from .validation import Schemas, load_schemas
+
+__all__ = ["cors_middleware", "setup_admin"]
+
+_CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Requested-With",
+}
+
+
+def cors_middleware(enabled: bool) -> Middleware:
+    """Answer pre-flight OPTIONS without auth or endpoint logic; add CORS headers."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "OPTIONS":
+            response: web.StreamResponse = web.json_response({})
+        else:
+            response = await handler(request)
+        if enabled:
+            for name, value in _CORS_HEADERS.items():
+                response.headers.setdefault(name, value)
+        return response
+
+    return middleware
+
+
+def _build_subapp(ctx: AdminContext, routes: list[RouteSpec]) -> web.Application:
+    access: dict[AbstractRoute, Access] = {}
+    sub = web.Application(middlewares=[
+        cors_middleware(ctx.config.http.cors),
+        error_middleware,
+        auth_middleware(ctx, access),
+    ])
+    sub[CONTEXT_KEY] = ctx
+    for spec in routes:
+        route = sub.router.add_route(spec.method, spec.path, spec.handler)
+        access[route] = spec.access
+    return sub
+
+
+def _lifecycle(ctx: AdminContext, manage_storage: bool
+               ) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        if manage_storage:
+            await ctx.storage.open()
+        ctx.hasher.start()
+        ctx.activity.start()
+        try:
+            yield
+        finally:
+            await ctx.activity.stop()
+            ctx.hasher.close()
+            if manage_storage:
+                await ctx.storage.close()
+
+    return lifecycle
+
+
+def setup_admin(
+    app: web.Application,
+    config: Config,
+    storage: AdminStorage,
+    *,
+    schemas: Schemas | None = None,
+    manage_storage: bool = True,
+    clock: Callable[[], int] = now_ms,
+) -> AdminContext:
+    """Mount the admin API into ``app`` (the host homeserver's application).
+
+    ``storage`` implements :class:`~.storage.base.AdminStorage`.  With
+    ``manage_storage`` (the default) the admin API opens it on start-up and closes it on
+    clean-up; pass False when the host manages its lifetime.  Disabled features are not
+    mounted at all, so their paths answer 404 ``M_UNRECOGNIZED``.  Returns the shared
+    context (useful to hosts and tests).
+    """
+    if not isinstance(storage, AdminStorage):
+        raise TypeError(f"{type(storage).__name__} does not implement AdminStorage")
+    ctx = AdminContext(
+        config=config,
+        storage=storage,
+        schemas=schemas or load_schemas(),
+        hasher=PasswordHasher(config.passwords.bcrypt_cost,
+                              config.passwords.max_concurrent_hashes),
+        activity=ActivityTracker(storage, config.http.activity_flush_interval),
+        clock=clock,
+    )
+    by_prefix: dict[str, list[RouteSpec]] = defaultdict(list)
+    for spec in enabled_routes(config):
+        by_prefix[spec.prefix].append(spec)
+    for prefix in PREFIXES:
+        # Every prefix is mounted even when empty, so unknown paths under it still get
+        # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
+        app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, [])))
+    app.cleanup_ctx.append(_lifecycle(ctx, manage_storage))
+    return ctx

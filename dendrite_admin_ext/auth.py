@@ -1,0 +1,110 @@
+"""Authentication and authorisation for the admin routes.
+
+The middleware runs inside each admin sub-application only, so the host's own routes
+never see it.  It resolves the access token, reads the account fresh (an admin demoted
+in the database loses access at once), enforces the route's access level, and notes the
+device's activity.  It runs before any body is read or any target is looked up.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from dataclasses import dataclass
+from typing import Mapping
+
+from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
+from aiohttp.typedefs import Handler, Middleware
+
+from .context import AdminContext
+from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
+from .identifiers import UserID
+from .storage.base import AccountType
+
+__all__ = [
+    "REQUESTER_KEY",
+    "Access",
+    "Requester",
+    "auth_middleware",
+    "extract_access_token",
+    "get_requester",
+]
+
+
+class Access(enum.Enum):
+    PUBLIC = "public"  # no token needed (registration, health, OPTIONS)
+    USER = "user"  # any non-guest user (whois: then self-or-admin in the handler)
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    user: UserID
+    device_id: str
+    account_type: AccountType
+
+    @property
+    def user_id(self) -> str:
+        return str(self.user)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.account_type == AccountType.ADMIN
+
+
+REQUESTER_KEY = web.RequestKey("dendrite_admin_ext.requester", Requester)
+
+
+def get_requester(request: web.Request) -> Requester:
+    return request[REQUESTER_KEY]
+
+
+def extract_access_token(request: web.Request, allow_query: bool) -> str:
+    header = request.headers.get("Authorization")
+    header_token: str | None = None
+    if header is not None:
+        scheme, _, value = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
+        header_token = value.strip()
+    query_token = request.query.get("access_token") if allow_query else None
+    if header_token is not None and query_token is not None:
+        if not hmac.compare_digest(header_token.encode(), query_token.encode()):
+            raise MissingToken(
+                "Mixing Authorization headers and access_token query parameters.")
+    token = header_token or query_token
+    if not token:
+        raise MissingToken("Missing access token.")
+    return token
+
+
+def auth_middleware(
+    ctx: AdminContext, access_by_route: Mapping[AbstractRoute, Access]
+) -> Middleware:
+    allow_query = ctx.config.http.access_token_query_param
+    record_ip = ctx.config.http.record_client_ip
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        access = access_by_route.get(request.match_info.route, Access.PUBLIC)
+        if access is Access.PUBLIC:
+            return await handler(request)
+        token = extract_access_token(request, allow_query)
+        session = await ctx.storage.get_session(token)
+        if session is None or session.is_deactivated:
+            raise UnknownToken()
+        if session.account_type == AccountType.GUEST:
+            raise GuestAccessForbidden("Guest access not allowed")
+        if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
+            raise Forbidden("This API can only be used by admin users.")
+        requester = Requester(session.user_id, session.device_id, session.account_type)
+        request[REQUESTER_KEY] = requester
+        ctx.activity.note(
+            requester.user, requester.device_id,
+            (request.remote or "") if record_ip else "",
+            request.headers.get("User-Agent", ""), ctx.clock(),
+        )
+        return await handler(request)
+
+    return middleware

@@ -1,0 +1,222 @@
+"""The Matrix error model: one exception per errcode, rendered by one middleware.
+
+Every failure that leaves the admin API is ``{"errcode": "M_…", "error": "…"}``.
+Handlers and services raise these; :func:`error_middleware` turns them (and aiohttp's
+own 404/405/413 exceptions, storage outages and unexpected bugs) into JSON responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, ClassVar, Mapping
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+__all__ = [
+    "BadJson",
+    "Forbidden",
+    "GuestAccessForbidden",
+    "InternalError",
+    "InvalidParam",
+    "InvalidUsername",
+    "LimitExceeded",
+    "MatrixError",
+    "MissingParam",
+    "MissingToken",
+    "NotFound",
+    "NotJson",
+    "ServiceUnavailable",
+    "StorageUnavailableError",
+    "TooLarge",
+    "Unrecognized",
+    "UnknownToken",
+    "UserInUse",
+    "UserInUseError",
+    "WeakPassword",
+    "error_middleware",
+    "json_error",
+]
+
+log = logging.getLogger(__name__)
+
+
+class MatrixError(Exception):
+    """Base of every error the API returns; carries the HTTP status and errcode."""
+
+    status: ClassVar[int] = 400
+    errcode: ClassVar[str] = "M_UNKNOWN"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = status if status is not None else type(self).status
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self) -> dict[str, Any]:
+        return {"errcode": self.errcode, "error": self.message, **self.extra}
+
+    def response(self) -> web.Response:
+        return json_error(self.http_status, self.body(), self.headers)
+
+
+class Unrecognized(MatrixError):
+    status = 404
+    errcode = "M_UNRECOGNIZED"
+
+
+class NotFound(MatrixError):
+    status = 404
+    errcode = "M_NOT_FOUND"
+
+
+class Forbidden(MatrixError):
+    status = 403
+    errcode = "M_FORBIDDEN"
+
+
+class GuestAccessForbidden(MatrixError):
+    status = 403
+    errcode = "M_GUEST_ACCESS_FORBIDDEN"
+
+
+class MissingToken(MatrixError):
+    status = 401
+    errcode = "M_MISSING_TOKEN"
+
+
+class UnknownToken(MatrixError):
+    status = 401
+    errcode = "M_UNKNOWN_TOKEN"
+
+    def __init__(self, message: str = "Unrecognised access token.") -> None:
+        super().__init__(message, extra={"soft_logout": False})
+
+
+class NotJson(MatrixError):
+    errcode = "M_NOT_JSON"
+
+
+class BadJson(MatrixError):
+    errcode = "M_BAD_JSON"
+
+
+class MissingParam(MatrixError):
+    errcode = "M_MISSING_PARAM"
+
+
+class InvalidParam(MatrixError):
+    errcode = "M_INVALID_PARAM"
+
+
+class InvalidUsername(MatrixError):
+    errcode = "M_INVALID_USERNAME"
+
+
+class UserInUse(MatrixError):
+    errcode = "M_USER_IN_USE"
+
+
+class WeakPassword(MatrixError):
+    errcode = "M_WEAK_PASSWORD"
+
+
+class TooLarge(MatrixError):
+    status = 413
+    errcode = "M_TOO_LARGE"
+
+
+class LimitExceeded(MatrixError):
+    status = 429
+    errcode = "M_LIMIT_EXCEEDED"
+
+    def __init__(self, retry_after_s: float) -> None:
+        retry_ms = max(1, int(retry_after_s * 1000))
+        super().__init__(
+            "Too many requests",
+            headers={"Retry-After": str(max(1, round(retry_after_s + 0.5)))},
+            extra={"retry_after_ms": retry_ms},
+        )
+
+
+class ServiceUnavailable(MatrixError):
+    status = 503
+    errcode = "M_UNKNOWN"
+
+    def __init__(self, message: str = "Storage is unavailable, try again shortly",
+                 retry_after_s: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+
+
+class InternalError(MatrixError):
+    status = 500
+    errcode = "M_UNKNOWN"
+
+    def __init__(self) -> None:
+        super().__init__("Internal server error")
+
+
+class StorageUnavailableError(Exception):
+    """Raised by storage backends when the database cannot be reached (→ 503)."""
+
+
+class UserInUseError(Exception):
+    """Raised by storage when an account with that localpart already exists."""
+
+
+def json_error(
+    status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.json_response(dict(body), status=status, headers=dict(headers or {}))
+
+
+def _from_http_exception(exc: web.HTTPException) -> MatrixError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return Unrecognized(
+            f"Method {exc.method} is not allowed here",
+            status=405,
+            headers={"Allow": ", ".join(sorted(exc.allowed_methods))},
+        )
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return TooLarge("Request body too large")
+    if exc.status == 404:
+        return Unrecognized("Unrecognized request")
+    if exc.status == 503:
+        return ServiceUnavailable()
+    err = MatrixError(exc.reason or "Error", status=exc.status)
+    return err
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure under the admin prefixes as a Matrix JSON error."""
+    try:
+        return await handler(request)
+    except MatrixError as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http_exception(exc).response()
+    except StorageUnavailableError as exc:
+        log.warning("storage unavailable during %s %s: %s",
+                    request.method, request.rel_url.path, type(exc).__name__)
+        retry = request.config_dict.get(RETRY_AFTER_KEY, 5)
+        return ServiceUnavailable(retry_after_s=retry).response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error during %s %s", request.method, request.rel_url.path)
+        return InternalError().response()
+
+
+RETRY_AFTER_KEY = web.AppKey("dendrite_admin_ext.retry_after", int)

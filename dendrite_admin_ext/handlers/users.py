@@ -1,0 +1,79 @@
+"""whois and resetPassword."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ..activity import merge_pending
+from ..auth import get_requester
+from ..context import get_context
+from ..errors import Forbidden, InvalidParam, NotFound
+from ..identifiers import UserID, is_valid_localpart, parse_user_id
+from ..passwords import check_password_policy
+from ..validation import read_json_body
+
+__all__ = ["reset_password", "whois"]
+
+
+def local_user(value: str, server_name: str, what: str = "user") -> UserID:
+    """Parse a user ID that must belong to this server (400 otherwise)."""
+    user = parse_user_id(value)
+    if user.server_name != server_name:
+        raise InvalidParam(f"{value} is not a local {what} of {server_name}")
+    return user
+
+
+async def whois(request: web.Request) -> web.Response:
+    ctx = get_context(request)
+    requester = get_requester(request)
+    raw = request.match_info["user_id"]
+    # Self-or-admin comes before parsing or lookup: strangers learn nothing.
+    if not requester.is_admin and raw != requester.user_id:
+        raise Forbidden("You are not a server admin")
+    user = parse_user_id(raw)
+    if user.server_name != ctx.config.server_name:
+        raise InvalidParam("Can only whois a local user")
+    if await ctx.storage.get_account(user) is None:
+        raise NotFound("Unknown user")
+    devices = merge_pending(await ctx.storage.get_devices(user), ctx.activity.pending_for(user))
+    body: dict[str, Any] = {
+        "user_id": str(user),
+        "devices": {
+            d.device_id: {"sessions": [{"connections": [
+                {"ip": c.ip, "last_seen": c.last_seen_ts, "user_agent": c.user_agent}
+                for c in d.connections
+            ]}]}
+            for d in devices
+        },
+    }
+    return web.json_response(body)
+
+
+def parse_localpart_or_user_id(value: str, server_name: str) -> UserID:
+    if value.startswith("@"):
+        return local_user(value, server_name)
+    if not is_valid_localpart(value):
+        raise InvalidParam(f"Invalid localpart: {value!r}")
+    user = UserID(value, server_name)
+    if len(str(user).encode("utf-8")) > 255:
+        raise InvalidParam("User ID is longer than 255 bytes")
+    return user
+
+
+async def reset_password(request: web.Request) -> web.Response:
+    ctx = get_context(request)
+    requester = get_requester(request)
+    user = parse_localpart_or_user_id(request.match_info["user"], ctx.config.server_name)
+    if await ctx.storage.get_account(user) is None:
+        raise NotFound("Unknown user")
+    body = await read_json_body(request, ctx.schemas["reset_password"],
+                                ctx.config.http.max_body_size)
+    password = check_password_policy(body.get("password"), ctx.config.passwords)
+    logout_devices: bool = body.get("logout_devices", True)
+    password_hash = await ctx.hasher.hash(password)
+    keep = requester.device_id if requester.user == user else None
+    await ctx.storage.set_password(user, password_hash, logout_devices=logout_devices,
+                                   keep_device_id=keep)
+    return web.json_response({"password_updated": True})

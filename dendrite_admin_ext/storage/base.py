@@ -1,0 +1,303 @@
+"""The storage protocol: everything the admin API needs from its host homeserver.
+
+A host implements :class:`AdminStorage` over its own database (or uses one of the
+backends shipped here, which share Dendrite's table names).  The protocol speaks the
+host's vocabulary — accounts, devices, memberships, events — and nothing here knows
+about HTTP.  Methods are grouped by the feature that needs them; a host that disables
+a feature in the config may leave that group raising ``NotImplementedError``.
+
+Conventions for every method:
+
+* Timestamps are integer milliseconds since the Unix epoch.
+* A backend that cannot reach its database raises
+  :class:`~dendrite_admin_ext.errors.StorageUnavailableError` (the API answers 503 with
+  ``Retry-After`` and keeps serving); any other exception is a bug (500).
+* Methods documented as atomic must either apply completely or not at all.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from ..identifiers import UserID
+
+__all__ = [
+    "Account",
+    "AccountType",
+    "Activity",
+    "AdminStorage",
+    "AuditEntry",
+    "Connection",
+    "DeviceInfo",
+    "Member",
+    "MembershipChange",
+    "NewAccount",
+    "NewDevice",
+    "NewRoom",
+    "NoticeTxnKey",
+    "Profile",
+    "Session",
+    "UserRoom",
+]
+
+
+class AccountType(enum.IntEnum):
+    """Dendrite's ``userapi_accounts.account_type`` values."""
+
+    USER = 1
+    GUEST = 2
+    ADMIN = 3
+    APPSERVICE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    localpart: str
+    server_name: str
+    created_ts: int
+    account_type: AccountType
+    is_deactivated: bool = False
+    appservice_id: str | None = None
+    user_type: str | None = None  # "bot", "support", … (shared-secret registration)
+
+    @property
+    def user_id(self) -> UserID:
+        return UserID(self.localpart, self.server_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """What an access token resolves to: the device and its account, read fresh."""
+
+    localpart: str
+    server_name: str
+    device_id: str
+    account_type: AccountType
+    is_deactivated: bool
+
+    @property
+    def user_id(self) -> UserID:
+        return UserID(self.localpart, self.server_name)
+
+
+@dataclass(frozen=True, slots=True)
+class NewDevice:
+    device_id: str
+    access_token: str
+    display_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewAccount:
+    localpart: str
+    server_name: str
+    password_hash: str | None
+    account_type: AccountType
+    created_ts: int
+    display_name: str | None = None
+    avatar_url: str | None = None
+    user_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    display_name: str | None
+    avatar_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    ip: str
+    user_agent: str
+    last_seen_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """A device with every distinct (ip, user agent) it was seen with."""
+
+    device_id: str
+    display_name: str | None
+    connections: tuple[Connection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One coalesced sighting of a device: the newest time for that (ip, user agent)."""
+
+    localpart: str
+    server_name: str
+    device_id: str
+    ip: str
+    user_agent: str
+    last_seen_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A current member of a room, with the profile fields of its membership event."""
+
+    user_id: str
+    display_name: str | None = None
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserRoom:
+    room_id: str
+    membership: str  # "join" or "invite"
+    is_server_notice_room: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipChange:
+    """An ``m.room.member`` state event to send: ``sender`` acts on ``target``."""
+
+    sender: str
+    target: str
+    content: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRoom:
+    """A room to create, with its initial state in order (after ``m.room.create``)."""
+
+    creator: str
+    room_version: str
+    create_content: Mapping[str, Any]
+    # (type, state_key, content), sent in order after the create event.
+    initial_state: tuple[tuple[str, str, Mapping[str, Any]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeTxnKey:
+    user_id: str
+    device_id: str
+    txn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    ts: int
+    request_id: str
+    requester: str | None
+    action: str
+    target: str | None
+    outcome: str  # "ok", or the errcode of a refusal
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@runtime_checkable
+class AdminStorage(Protocol):
+    """Everything the admin API reads or writes.  See the README for the host contract."""
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply migrations.  Called once at application start-up."""
+
+    async def close(self) -> None:
+        """Release connections.  Called once at application clean-up."""
+
+    async def ping(self) -> None:
+        """Raise StorageUnavailableError unless the database answers (health check)."""
+
+    # -- authentication (every authenticated request) --------------------------------
+    async def get_session(self, access_token: str) -> Session | None:
+        """The device owning ``access_token`` joined with its account, or None."""
+
+    async def record_activity(self, seen: Sequence[Activity]) -> None:
+        """Store a batch of sightings: keep the newest ``last_seen_ts`` per
+        (device, ip, user agent) and update the device's last-seen fields.  Called
+        from a background flusher, never per request; must be idempotent."""
+
+    # -- accounts (whois, resetPassword, registration) --------------------------------
+    async def get_account(self, user: UserID) -> Account | None: ...
+
+    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
+        """True if an account exists whose localpart matches case-insensitively."""
+
+    async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
+        """Atomically create the account, its profile and optionally a device.
+        Raise UserInUseError if the localpart is taken (the unique constraint decides
+        races: of two concurrent calls for one name exactly one succeeds)."""
+
+    async def set_password(
+        self, user: UserID, password_hash: str, *, logout_devices: bool,
+        keep_device_id: str | None = None,
+    ) -> None:
+        """Atomically set the hash and, with ``logout_devices``, delete every device
+        and access token of the user except ``keep_device_id``."""
+
+    async def get_devices(self, user: UserID) -> list[DeviceInfo]:
+        """Every device of the user with its connections, newest first."""
+
+    async def get_profile(self, user: UserID) -> Profile | None: ...
+
+    async def set_profile(self, user: UserID, profile: Profile) -> None: ...
+
+    # -- shared-secret registration nonces ------------------------------------------
+    async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
+        """Store a nonce.  Expired nonces are purged and at most about ``max_nonces``
+        are kept (the oldest go first), so a flood cannot exhaust storage."""
+
+    async def take_nonce(self, nonce: str, now_ts: int) -> bool:
+        """Delete the nonce; True if it existed and had not expired (single use)."""
+
+    # -- rooms (evacuation, server notices) ------------------------------------------
+    async def room_exists(self, room_id: str) -> bool: ...
+
+    async def get_local_joined_members(
+        self, room_id: str, server_name: str, *, after: str | None, limit: int
+    ) -> list[Member]:
+        """Up to ``limit`` members joined now whose user ID ends with ``:server_name``,
+        ordered by user ID, strictly after ``after``."""
+
+    async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
+        """Rooms the user is joined to or invited to now."""
+
+    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        """The user's current membership in the room, or None."""
+
+    async def apply_memberships(
+        self, room_id: str, changes: Sequence[MembershipChange]
+    ) -> list[str]:
+        """Send one ``m.room.member`` event per change, in order, atomically, and
+        return their event IDs."""
+
+    async def create_room(self, room: NewRoom) -> str:
+        """Create the room with its initial state atomically; return the room ID."""
+
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+    ) -> str:
+        """Send a message (non-state) event; return its event ID."""
+
+    async def set_room_tag(
+        self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
+    ) -> None:
+        """Set a tag in the user's ``m.tag`` room account data for that room."""
+
+    async def get_server_notice_room(self, user: UserID) -> str | None: ...
+
+    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+        """Record (replacing any previous one) the user's server-notices room."""
+
+    # -- notice transaction ids ----------------------------------------------------------
+    async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
+        """The event ID recorded for this transaction, or None."""
+
+    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
+        """Record the event ID unless one is recorded already; return the one kept."""
+
+    async def purge_notice_txns(self, older_than_ts: int) -> int: ...
+
+    # -- audit trail ----------------------------------------------------------------------
+    async def add_audit_entry(self, entry: AuditEntry) -> None: ...
+
+    async def get_audit_entries(
+        self, *, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        """Newest first; only entries with ``id < before_id`` when given."""

@@ -1,0 +1,344 @@
+"""In-memory storage: the reference implementation of the protocol, used by tests.
+
+It keeps no data across restarts.  Every other backend must behave exactly like this
+one; the contract suite in ``tests/test_storage_contract.py`` checks that they do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+from ..errors import UserInUseError
+from ..events import ROOM_VERSION, build_event, new_room_id
+from ..identifiers import UserID
+from .base import (
+    Account,
+    Activity,
+    AuditEntry,
+    Connection,
+    DeviceInfo,
+    Member,
+    MembershipChange,
+    NewAccount,
+    NewDevice,
+    NewRoom,
+    NoticeTxnKey,
+    Profile,
+    Session,
+    UserRoom,
+)
+
+__all__ = ["MemoryStorage"]
+
+
+@dataclass
+class _Device:
+    device_id: str
+    access_token: str
+    display_name: str | None
+    created_ts: int
+    session_id: int
+    last_seen_ts: int | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    # (ip, user_agent) -> last_seen_ts
+    connections: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass
+class _AccountRow:
+    account: Account
+    password_hash: str | None
+    devices: dict[str, _Device] = field(default_factory=dict)
+
+
+@dataclass
+class _Room:
+    room_id: str
+    depth: int = 0
+    latest: list[str] = field(default_factory=list)
+    state: dict[tuple[str, str], str] = field(default_factory=dict)
+    # user_id -> (membership, content)
+    members: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    # sorted user IDs currently joined, for cheap paging
+    joined: list[str] = field(default_factory=list)
+
+
+class MemoryStorage:
+    """Reference backend.  All methods complete without awaiting, so each is atomic."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[tuple[str, str], _AccountRow] = {}
+        self.tokens: dict[str, tuple[str, str, str]] = {}
+        self.profiles: dict[tuple[str, str], Profile] = {}
+        self.nonces: dict[str, int] = {}
+        self.rooms: dict[str, _Room] = {}
+        self.events: list[dict[str, Any]] = []
+        self.account_data: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.notice_rooms: dict[str, str] = {}
+        self.notice_txns: dict[NoticeTxnKey, tuple[str, int]] = {}
+        self.audit: list[AuditEntry] = []
+        self._session_seq = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # -- authentication ----------------------------------------------------------------
+    async def get_session(self, access_token: str) -> Session | None:
+        found = self.tokens.get(access_token)
+        if found is None:
+            return None
+        localpart, server_name, device_id = found
+        row = self.accounts.get((localpart, server_name))
+        if row is None or device_id not in row.devices:
+            return None
+        acc = row.account
+        return Session(localpart, server_name, device_id, acc.account_type, acc.is_deactivated)
+
+    async def record_activity(self, seen: Sequence[Activity]) -> None:
+        for a in seen:
+            row = self.accounts.get((a.localpart, a.server_name))
+            dev = row.devices.get(a.device_id) if row else None
+            if dev is None:
+                continue
+            key = (a.ip, a.user_agent)
+            if dev.connections.get(key, -1) < a.last_seen_ts:
+                dev.connections[key] = a.last_seen_ts
+            if (dev.last_seen_ts or -1) < a.last_seen_ts:
+                dev.last_seen_ts, dev.ip, dev.user_agent = a.last_seen_ts, a.ip, a.user_agent
+
+    # -- accounts ------------------------------------------------------------------------
+    async def get_account(self, user: UserID) -> Account | None:
+        row = self.accounts.get((user.localpart, user.server_name))
+        return row.account if row else None
+
+    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
+        wanted = localpart.lower()
+        return any(lp.lower() == wanted and sn == server_name for lp, sn in self.accounts)
+
+    async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
+        key = (account.localpart, account.server_name)
+        if key in self.accounts:
+            raise UserInUseError(account.localpart)
+        row = _AccountRow(
+            Account(account.localpart, account.server_name, account.created_ts,
+                    account.account_type, user_type=account.user_type),
+            account.password_hash,
+        )
+        self.accounts[key] = row
+        self.profiles[key] = Profile(account.display_name, account.avatar_url)
+        if device is not None:
+            self._add_device(row, device, account.created_ts)
+
+    def _add_device(self, row: _AccountRow, device: NewDevice, now: int) -> None:
+        old = row.devices.pop(device.device_id, None)
+        if old is not None:
+            self.tokens.pop(old.access_token, None)
+        self._session_seq += 1
+        row.devices[device.device_id] = _Device(
+            device.device_id, device.access_token, device.display_name, now, self._session_seq
+        )
+        acc = row.account
+        self.tokens[device.access_token] = (acc.localpart, acc.server_name, device.device_id)
+
+    async def set_password(
+        self, user: UserID, password_hash: str, *, logout_devices: bool,
+        keep_device_id: str | None = None,
+    ) -> None:
+        row = self.accounts.get((user.localpart, user.server_name))
+        if row is None:
+            return
+        row.password_hash = password_hash
+        if logout_devices:
+            for device_id in list(row.devices):
+                if device_id != keep_device_id:
+                    self.tokens.pop(row.devices.pop(device_id).access_token, None)
+
+    async def get_devices(self, user: UserID) -> list[DeviceInfo]:
+        row = self.accounts.get((user.localpart, user.server_name))
+        if row is None:
+            return []
+        out = []
+        for dev in row.devices.values():
+            conns = sorted(
+                (Connection(ip, ua, ts) for (ip, ua), ts in dev.connections.items()),
+                key=lambda c: c.last_seen_ts, reverse=True,
+            )
+            if not conns and dev.last_seen_ts is not None:
+                conns = [Connection(dev.ip or "", dev.user_agent or "", dev.last_seen_ts)]
+            out.append(DeviceInfo(dev.device_id, dev.display_name, tuple(conns)))
+        return out
+
+    async def get_profile(self, user: UserID) -> Profile | None:
+        return self.profiles.get((user.localpart, user.server_name))
+
+    async def set_profile(self, user: UserID, profile: Profile) -> None:
+        self.profiles[(user.localpart, user.server_name)] = profile
+
+    # test helpers (not part of the protocol) ------------------------------------------
+    def add_device(self, user: UserID, device: NewDevice) -> None:
+        self._add_device(self.accounts[(user.localpart, user.server_name)], device,
+                         int(time.time() * 1000))
+
+    def set_account_flags(self, user: UserID, **changes: Any) -> None:
+        row = self.accounts[(user.localpart, user.server_name)]
+        row.account = replace(row.account, **changes)
+
+    def password_hash(self, user: UserID) -> str | None:
+        return self.accounts[(user.localpart, user.server_name)].password_hash
+
+    # -- nonces ---------------------------------------------------------------------------
+    async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
+        now = int(time.time() * 1000)
+        if len(self.nonces) >= max_nonces:
+            for n in [n for n, exp in self.nonces.items() if exp <= now]:
+                del self.nonces[n]
+            while len(self.nonces) >= max_nonces:
+                # dicts keep insertion order: the first key is the oldest nonce.
+                del self.nonces[next(iter(self.nonces))]
+        self.nonces[nonce] = expires_ts
+
+    async def take_nonce(self, nonce: str, now_ts: int) -> bool:
+        expires = self.nonces.pop(nonce, None)
+        return expires is not None and expires > now_ts
+
+    # -- rooms ------------------------------------------------------------------------------
+    def _append(self, room: _Room, sender: str, event_type: str,
+                content: Mapping[str, Any], state_key: str | None = None) -> str:
+        room.depth += 1
+        event = build_event(
+            room_id=room.room_id, sender=sender, event_type=event_type, content=content,
+            origin_server_ts=int(time.time() * 1000), depth=room.depth,
+            prev_events=room.latest, state_key=state_key,
+        )
+        event_id: str = event["event_id"]
+        self.events.append(event)
+        room.latest = [event_id]
+        if state_key is not None:
+            room.state[(event_type, state_key)] = event_id
+            if event_type == "m.room.member":
+                self._set_member(room, state_key, dict(content))
+        return event_id
+
+    @staticmethod
+    def _set_member(room: _Room, user_id: str, content: dict[str, Any]) -> None:
+        membership = str(content.get("membership"))
+        old = room.members.get(user_id)
+        room.members[user_id] = (membership, content)
+        was_joined = old is not None and old[0] == "join"
+        if was_joined and membership != "join":
+            i = bisect.bisect_left(room.joined, user_id)
+            del room.joined[i]
+        elif membership == "join" and not was_joined:
+            bisect.insort(room.joined, user_id)
+
+    async def room_exists(self, room_id: str) -> bool:
+        return room_id in self.rooms
+
+    async def get_local_joined_members(
+        self, room_id: str, server_name: str, *, after: str | None, limit: int
+    ) -> list[Member]:
+        room = self.rooms.get(room_id)
+        if room is None:
+            return []
+        start = 0 if after is None else bisect.bisect_right(room.joined, after)
+        suffix = ":" + server_name
+        out: list[Member] = []
+        for user_id in room.joined[start:]:
+            if len(out) >= limit:
+                break
+            if user_id.endswith(suffix):
+                content = room.members[user_id][1]
+                out.append(Member(user_id, _opt_str(content.get("displayname")),
+                                  _opt_str(content.get("avatar_url"))))
+        return out
+
+    async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
+        uid = str(user)
+        notice_room = self.notice_rooms.get(uid)
+        out = []
+        for room in self.rooms.values():
+            m = room.members.get(uid)
+            if m is not None and m[0] in ("join", "invite"):
+                out.append(UserRoom(room.room_id, m[0], room.room_id == notice_room))
+        return out
+
+    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        room = self.rooms.get(room_id)
+        m = room.members.get(user_id) if room else None
+        return m[0] if m else None
+
+    async def apply_memberships(
+        self, room_id: str, changes: Sequence[MembershipChange]
+    ) -> list[str]:
+        room = self.rooms[room_id]
+        return [self._append(room, c.sender, "m.room.member", c.content, c.target)
+                for c in changes]
+
+    async def create_room(self, room: NewRoom) -> str:
+        server_name = room.creator.split(":", 1)[1]
+        room_id = new_room_id(server_name)
+        r = _Room(room_id)
+        self.rooms[room_id] = r
+        self._append(r, room.creator, "m.room.create",
+                     {**room.create_content, "room_version": room.room_version or ROOM_VERSION},
+                     "")
+        for event_type, state_key, content in room.initial_state:
+            self._append(r, room.creator, event_type, content, state_key)
+        return room_id
+
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+    ) -> str:
+        return self._append(self.rooms[room_id], sender, event_type, content)
+
+    async def set_room_tag(
+        self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
+    ) -> None:
+        key = (str(user), room_id, "m.tag")
+        data = self.account_data.setdefault(key, {"tags": {}})
+        data["tags"][tag] = dict(content)
+
+    async def get_server_notice_room(self, user: UserID) -> str | None:
+        return self.notice_rooms.get(str(user))
+
+    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+        self.notice_rooms[str(user)] = room_id
+
+    # -- notice transactions --------------------------------------------------------------
+    async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
+        found = self.notice_txns.get(key)
+        return found[0] if found else None
+
+    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
+        return self.notice_txns.setdefault(key, (event_id, ts))[0]
+
+    async def purge_notice_txns(self, older_than_ts: int) -> int:
+        old = [k for k, (_, ts) in self.notice_txns.items() if ts < older_than_ts]
+        for k in old:
+            del self.notice_txns[k]
+        return len(old)
+
+    # -- audit ------------------------------------------------------------------------------
+    async def add_audit_entry(self, entry: AuditEntry) -> None:
+        self.audit.append(replace(entry, id=len(self.audit) + 1))
+
+    async def get_audit_entries(
+        self, *, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        end = len(self.audit) if before_id is None else max(0, min(before_id - 1, len(self.audit)))
+        return list(reversed(self.audit[max(0, end - limit):end]))
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

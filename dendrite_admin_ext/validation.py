@@ -1,0 +1,182 @@
+"""JSON Schema loading and request-body validation.
+
+The schema files in ``schemas/`` are read once, checked against their metaschema,
+registered in one :class:`referencing.Registry` (so they can ``$ref`` each other) and
+compiled into validators shared by every request.  Every ``format`` keyword a schema
+uses must be one this module really checks: jsonschema silently accepts unknown
+formats, which would turn a typo into a hole.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from aiohttp import web
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from .errors import BadJson, MatrixError, MissingParam, NotJson, TooLarge
+from .identifiers import is_valid_server_name, parse_room_id, parse_user_id
+
+__all__ = [
+    "SCHEMA_BASE",
+    "Schemas",
+    "first_error",
+    "load_schemas",
+    "parse_json_bytes",
+    "read_json_body",
+    "schema_dir",
+]
+
+SCHEMA_BASE = "https://dendrite-admin-ext.invalid/schemas/"
+
+FORMAT_CHECKER = FormatChecker(formats=())
+
+
+@FORMAT_CHECKER.checks("matrix-user-id", raises=MatrixError)
+def _is_user_id(value: object) -> bool:
+    if isinstance(value, str):
+        parse_user_id(value)
+    return True
+
+
+@FORMAT_CHECKER.checks("matrix-room-id", raises=MatrixError)
+def _is_room_id(value: object) -> bool:
+    if isinstance(value, str):
+        parse_room_id(value)
+    return True
+
+
+@FORMAT_CHECKER.checks("matrix-server-name")
+def _is_server_name(value: object) -> bool:
+    return not isinstance(value, str) or is_valid_server_name(value)
+
+
+@FORMAT_CHECKER.checks("ip-network", raises=ValueError)
+def _is_ip_network(value: object) -> bool:
+    if isinstance(value, str):
+        ipaddress.ip_network(value, strict=False)
+    return True
+
+
+def schema_dir() -> Path:
+    """Where the schema files are: inside an installed wheel, or beside the package in a
+    source checkout or editable install."""
+    try:
+        packaged = resources.files("dendrite_admin_ext") / "schemas"
+        if packaged.is_dir():
+            return Path(str(packaged))
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - defensive
+        pass
+    checkout = Path(__file__).resolve().parent.parent / "schemas"
+    if checkout.is_dir():
+        return checkout
+    raise RuntimeError("dendrite_admin_ext: the schemas/ folder is missing from this install")
+
+
+def _formats_used(schema: Any) -> Iterator[str]:
+    if isinstance(schema, dict):
+        fmt = schema.get("format")
+        if isinstance(fmt, str):
+            yield fmt
+        for value in schema.values():
+            yield from _formats_used(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _formats_used(item)
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """Compiled validators keyed by file name without ``.schema.json``."""
+
+    validators: Mapping[str, Draft202012Validator]
+    documents: Mapping[str, Mapping[str, Any]]
+
+    def __getitem__(self, name: str) -> Draft202012Validator:
+        return self.validators[name]
+
+
+def load_schemas(directory: Path | None = None) -> Schemas:
+    directory = directory or schema_dir()
+    documents: dict[str, dict[str, Any]] = {}
+    for path in sorted(directory.glob("*.schema.json")):
+        with path.open(encoding="utf-8") as fh:
+            doc = json.load(fh)
+        Draft202012Validator.check_schema(doc)
+        unknown = set(_formats_used(doc)) - set(FORMAT_CHECKER.checkers)
+        if unknown:
+            raise RuntimeError(f"{path.name} uses formats nobody checks: {sorted(unknown)}")
+        name = path.name.removesuffix(".schema.json")
+        if doc.get("$id") != SCHEMA_BASE + path.name:
+            raise RuntimeError(f"{path.name}: $id must be {SCHEMA_BASE + path.name}")
+        documents[name] = doc
+    registry: Registry[Any] = Registry().with_resources(
+        (doc["$id"], Resource.from_contents(doc, default_specification=DRAFT202012))
+        for doc in documents.values()
+    )
+    validators = {
+        name: Draft202012Validator(doc, registry=registry, format_checker=FORMAT_CHECKER)
+        for name, doc in documents.items()
+    }
+    return Schemas(validators, documents)
+
+
+def first_error(validator: Draft202012Validator, instance: Any) -> ValidationError | None:
+    return best_match(validator.iter_errors(instance))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json_bytes(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotJson("Request body is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        raise NotJson("Content not JSON.") from None
+
+
+def check_body(validator: Draft202012Validator, body: Any) -> dict[str, Any]:
+    """Validate a parsed body; map the best schema error to a Matrix error."""
+    if not isinstance(body, dict):
+        raise BadJson("Request body must be a JSON object")
+    error = first_error(validator, body)
+    if error is None:
+        return body
+    if error.validator == "required" and not error.absolute_path:
+        missing = [k for k in error.validator_value if k not in body]  # type: ignore[union-attr]
+        raise MissingParam(f"Missing parameter: {missing[0] if missing else error.message}")
+    where = "/".join(str(p) for p in error.absolute_path)
+    raise BadJson(f"{where}: {error.message}" if where else error.message)
+
+
+async def read_json_body(request: web.Request, validator: Draft202012Validator,
+                         max_size: int) -> dict[str, Any]:
+    """Read, size-check, parse and validate a request body.
+
+    The limit is enforced here because aiohttp applies only the root application's
+    ``client_max_size``, never a sub-application's."""
+    if request.content_length is not None and request.content_length > max_size:
+        raise TooLarge(f"Request body is larger than {max_size} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > max_size:
+            raise TooLarge(f"Request body is larger than {max_size} bytes")
+        chunks.append(chunk)
+    return check_body(validator, parse_json_bytes(b"".join(chunks)))
+
+

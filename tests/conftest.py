@@ -1,0 +1,126 @@
+"""Shared fixtures: a host application with the admin API mounted, and helpers to make
+accounts and tokens directly in storage."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from aiohttp.typedefs import Handler
+
+from dendrite_admin_ext import AdminContext, Config, UserID, parse_config, setup_admin
+from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewAccount, NewDevice
+from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.validation import Schemas, load_schemas
+
+SERVER = "test.example"
+SECRET = "dendritetest"
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Schemas:
+    return load_schemas()
+
+
+def make_config(schemas: Schemas, **overrides: Any) -> Config:
+    raw: dict[str, Any] = {
+        "server_name": SERVER,
+        "database": {"backend": "memory"},
+        "registration_shared_secret": SECRET,
+        "passwords": {"bcrypt_cost": 4},
+        "server_notices": {"enabled": True},
+        "http": {"activity_flush_interval": 0.05},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(raw.get(key), dict):
+            raw[key] = {**raw[key], **value}
+        else:
+            raw[key] = value
+    return parse_config(raw, schemas=schemas)
+
+
+@dataclass
+class User:
+    user_id: UserID
+    token: str
+    device_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+async def make_user(storage: AdminStorage, localpart: str,
+                    account_type: AccountType = AccountType.USER,
+                    password_hash: str | None = None, server_name: str = SERVER) -> User:
+    token = secrets.token_urlsafe(16)
+    device_id = "DEV" + secrets.token_hex(4).upper()
+    await storage.create_account(
+        NewAccount(localpart, server_name, password_hash, account_type, 1_000,
+                   display_name=localpart),
+        NewDevice(device_id, token, "test device"),
+    )
+    return User(UserID(localpart, server_name), token, device_id)
+
+
+@web.middleware
+async def host_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Stands for the host's own middleware: it must keep working beside the admin API."""
+    response = await handler(request)
+    response.headers["X-Host-Middleware"] = "1"
+    return response
+
+
+async def host_ping(request: web.Request) -> web.Response:
+    return web.json_response({"host": True})
+
+
+def make_host_app(config: Config, storage: AdminStorage,
+                  schemas: Schemas | None = None) -> tuple[web.Application, AdminContext]:
+    app = web.Application(middlewares=[host_middleware])
+    app.router.add_get("/_matrix/client/v3/ping", host_ping)
+    ctx = setup_admin(app, config, storage, schemas=schemas)
+    return app, ctx
+
+
+@dataclass
+class Harness:
+    client: TestClient[web.Request, web.Application]
+    ctx: AdminContext
+    storage: AdminStorage
+
+    async def user(self, localpart: str, *, admin: bool = False,
+                   account_type: AccountType | None = None) -> User:
+        kind = account_type or (AccountType.ADMIN if admin else AccountType.USER)
+        return await make_user(self.storage, localpart, kind)
+
+
+HarnessFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+def storage() -> AdminStorage:
+    return MemoryStorage()
+
+
+@pytest.fixture
+def harness_factory(aiohttp_client: Any, schemas: Schemas,
+                    storage: AdminStorage) -> HarnessFactory:
+    async def factory(storage_override: AdminStorage | None = None,
+                      **overrides: Any) -> Harness:
+        st = storage_override or storage
+        app, ctx = make_host_app(make_config(schemas, **overrides), st, schemas)
+        client = await aiohttp_client(app)
+        return Harness(client, ctx, st)
+
+    return factory
+
+
+@pytest.fixture
+async def h(harness_factory: HarnessFactory) -> Harness:
+    return await harness_factory()
