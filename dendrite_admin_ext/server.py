@@ -1,0 +1,95 @@
+"""The standalone server: the admin API on its own port, usually behind a reverse proxy.
+
+Only here is ``X-Forwarded-For`` trusted, and only from the configured proxies; when
+embedded, the client address is ``request.remote`` as the host set it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from .app import setup_admin
+from .config import Config
+from .errors import error_middleware
+from .storage import storage_from_config
+from .storage.base import AdminStorage
+
+__all__ = ["build_standalone_app", "client_address", "forwarded_middleware", "run_server"]
+
+log = logging.getLogger(__name__)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    value = value.strip()
+    if value.startswith("[") and "]" in value:  # "[v6]:port"
+        value = value[1:value.index("]")]
+    elif value.count(":") == 1:  # "v4:port"
+        value = value.split(":", 1)[0]
+    try:
+        return ipaddress.ip_address(value)
+    except ValueError:
+        return None
+
+
+def client_address(peer: str | None, forwarded_for: Sequence[str],
+                   trusted: Sequence[IPNetwork]) -> str | None:
+    """The client's address: walk ``X-Forwarded-For`` from the right while each hop is
+    a trusted proxy; the first untrusted address is the client.  A peer that is not a
+    trusted proxy is the client itself, whatever headers it sends."""
+
+    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        return ip is not None and any(ip in net for net in trusted)
+
+    if not trusted or not is_trusted(_parse_ip(peer or "")):
+        return peer
+    hops = [h for header in forwarded_for for h in header.split(",") if h.strip()]
+    client = peer
+    for hop in reversed(hops):
+        ip = _parse_ip(hop)
+        if ip is None:
+            break  # garbage: stop at the last address we could trust
+        client = str(ip)
+        if not is_trusted(ip):
+            break
+    return client
+
+
+def forwarded_middleware(trusted: Sequence[IPNetwork]) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if trusted:
+            real = client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
+                                  trusted)
+            if real != request.remote:
+                request = request.clone(remote=real)
+        return await handler(request)
+
+    return middleware
+
+
+def build_standalone_app(config: Config, storage: AdminStorage | None = None
+                         ) -> web.Application:
+    # The root app answers non-admin paths too (JSON 404s), and needs no body limit of
+    # its own: each admin route enforces http.max_body_size itself.
+    app = web.Application(middlewares=[
+        forwarded_middleware(config.http.trusted_proxies),
+        error_middleware,
+    ])
+    setup_admin(app, config, storage or storage_from_config(config.database))
+    return app
+
+
+def run_server(config: Config) -> None:
+    app = build_standalone_app(config)
+    log.info("dendrite_admin_ext serving %s on %s:%d (%s storage)", config.server_name,
+             config.listen.host, config.listen.port, config.database.backend)
+    web.run_app(app, host=config.listen.host, port=config.listen.port,
+                shutdown_timeout=30.0, print=None, access_log=None,
+                handle_signals=True)
