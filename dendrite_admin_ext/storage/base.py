@@ -137,7 +137,9 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A current member of a room, with the profile fields of its membership event."""
+    """A current member of a room, with the profile fields of its membership event
+    (``displayname`` and ``avatar_url`` of the current ``m.room.member`` content; None
+    when absent or not a string)."""
 
     user_id: str
     display_name: str | None = None
@@ -146,14 +148,25 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class UserRoom:
+    """A room a user is joined or invited to, from the user's side.
+
+    ``display_name``/``avatar_url`` are those of the user's current membership event in
+    that room (as for :class:`Member`), so a leave can carry them on.
+    ``is_server_notice_room`` is true when the room is the one recorded by
+    :meth:`AdminStorage.set_server_notice_room` for this user."""
+
     room_id: str
     membership: str  # "join" or "invite"
     is_server_notice_room: bool = False
+    display_name: str | None = None
+    avatar_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class MembershipChange:
-    """An ``m.room.member`` state event to send: ``sender`` acts on ``target``."""
+    """An ``m.room.member`` state event to send: ``sender`` acts on ``target``
+    (the event's ``state_key``); ``content`` is the complete event content, including
+    ``membership``."""
 
     sender: str
     target: str
@@ -162,7 +175,11 @@ class MembershipChange:
 
 @dataclass(frozen=True, slots=True)
 class NewRoom:
-    """A room to create, with its initial state in order (after ``m.room.create``)."""
+    """A room to create, with its initial state in order (after ``m.room.create``).
+
+    ``create_content`` is the content of ``m.room.create`` without ``room_version``,
+    which the host adds from ``room_version``.  Every ``initial_state`` event is sent by
+    ``creator``; the first one is always the creator's own join."""
 
     creator: str
     room_version: str
@@ -247,52 +264,85 @@ class AdminStorage(Protocol):
         """Delete the nonce; True if it existed and had not expired (single use)."""
 
     # -- rooms (evacuation, server notices) ------------------------------------------
-    async def room_exists(self, room_id: str) -> bool: ...
+    # The admin API decides *what* to send; the host appends the events.  Events the
+    # host creates here must be complete Matrix events stored in room order, with
+    # ``sender``, ``type``, ``state_key`` (state events), ``content`` and
+    # ``origin_server_ts``, and an event ID of room versions >= 4 (``$`` + unpadded
+    # URL-safe base64 of the SHA-256 reference hash; :func:`..events.build_event` does
+    # it).  A host that federates sends them on as it would its own clients' events.
+    # The host may assume: every room ID passed to a writing method was returned by
+    # ``create_room`` or answered True by ``room_exists``; user IDs are well-formed;
+    # the sequence of events it is asked to send is allowed by the room's auth rules
+    # (only self-leaves of joined or invited users, invites and joins into the notices
+    # room, messages by joined users).  It must not assume that only one admin worker
+    # runs: writes arrive from every worker.  Within one process the admin API
+    # serialises the operations on one room, and the notice-room set-up for one user.
+    async def room_exists(self, room_id: str) -> bool:
+        """True if the server knows the room (it has its create event)."""
 
     async def get_local_joined_members(
         self, room_id: str, server_name: str, *, after: str | None, limit: int
     ) -> list[Member]:
         """Up to ``limit`` members joined now whose user ID ends with ``:server_name``,
-        ordered by user ID, strictly after ``after``."""
+        ordered by user ID (code-point / byte order, as SQL ``COLLATE "C"``), strictly
+        after ``after`` (None: from the start).  Called page by page with the last
+        user ID of the previous page, while leaves are being sent, so it must be
+        cheap for rooms of tens of thousands of members (an index on
+        (room, membership, user ID) in SQL).  Unknown room: an empty list."""
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
-        """Rooms the user is joined to or invited to now."""
+        """Rooms the user is joined to or invited to now (current state; not left,
+        banned or knocking), in any order."""
 
     async def get_membership(self, room_id: str, user_id: str) -> str | None:
-        """The user's current membership in the room, or None."""
+        """The user's current membership in the room ("join", "invite", "leave",
+        "ban", "knock"), or None if the user never had one (or the room is unknown)."""
 
     async def apply_memberships(
         self, room_id: str, changes: Sequence[MembershipChange]
     ) -> list[str]:
-        """Send one ``m.room.member`` event per change, in order, atomically, and
-        return their event IDs."""
+        """Send one ``m.room.member`` event per change, in order, atomically (all of
+        them are stored, and the current memberships updated, or none), and return
+        their event IDs in the same order.  Called with batches of up to a few hundred
+        changes; the admin API never holds more than one batch in memory."""
 
     async def create_room(self, room: NewRoom) -> str:
-        """Create the room with its initial state atomically; return the room ID."""
+        """Create the room atomically: a new room ID on this server, the
+        ``m.room.create`` event (sender ``creator``) and then every ``initial_state``
+        event in order.  Return the room ID."""
 
     async def send_event(
         self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
     ) -> str:
-        """Send a message (non-state) event; return its event ID."""
+        """Send a message (non-state) event with this content, unchanged (extra keys
+        such as ``format`` and ``formatted_body`` kept); return its event ID."""
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
     ) -> None:
-        """Set a tag in the user's ``m.tag`` room account data for that room."""
+        """Set (add or replace) a tag in the user's ``m.tag`` room account data for
+        that room, keeping the user's other tags; ``content`` is the tag's object
+        (e.g. ``{}`` or ``{"order": 0.5}``).  Idempotent."""
 
-    async def get_server_notice_room(self, user: UserID) -> str | None: ...
+    async def get_server_notice_room(self, user: UserID) -> str | None:
+        """The room last recorded by ``set_server_notice_room`` for the user, or None.
+        It may since have been left or evacuated: the admin API checks membership."""
 
     async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
         """Record (replacing any previous one) the user's server-notices room."""
 
     # -- notice transaction ids ----------------------------------------------------------
+    # Kept by the host so that a PUT retried on another worker, or after a restart, is
+    # still recognised; the admin API purges records older than 24 hours.
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         """The event ID recorded for this transaction, or None."""
 
     async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
-        """Record the event ID unless one is recorded already; return the one kept."""
+        """Record the event ID unless one is recorded already (a unique key on
+        (user_id, device_id, txn_id): insert or do nothing); return the one kept."""
 
-    async def purge_notice_txns(self, older_than_ts: int) -> int: ...
+    async def purge_notice_txns(self, older_than_ts: int) -> int:
+        """Delete the records with ``ts < older_than_ts``; return how many."""
 
     # -- audit trail ----------------------------------------------------------------------
     async def add_audit_entry(self, entry: AuditEntry) -> None: ...

@@ -254,9 +254,10 @@ class MemoryStorage:
         start = 0 if after is None else bisect.bisect_right(room.joined, after)
         suffix = ":" + server_name
         out: list[Member] = []
-        for user_id in room.joined[start:]:
+        for i in range(start, len(room.joined)):  # no slice copy: pages stay O(limit)
             if len(out) >= limit:
                 break
+            user_id = room.joined[i]
             if user_id.endswith(suffix):
                 content = room.members[user_id][1]
                 out.append(Member(user_id, _opt_str(content.get("displayname")),
@@ -270,7 +271,9 @@ class MemoryStorage:
         for room in self.rooms.values():
             m = room.members.get(uid)
             if m is not None and m[0] in ("join", "invite"):
-                out.append(UserRoom(room.room_id, m[0], room.room_id == notice_room))
+                out.append(UserRoom(room.room_id, m[0], room.room_id == notice_room,
+                                    _opt_str(m[1].get("displayname")),
+                                    _opt_str(m[1].get("avatar_url"))))
         return out
 
     async def get_membership(self, room_id: str, user_id: str) -> str | None:
