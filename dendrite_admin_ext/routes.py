@@ -6,14 +6,14 @@ tests that walk every route (auth matrix, fuzzing), so a new route cannot escape
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aiohttp.typedefs import Handler
 
 from .auth import Access
 from .config import Config
-from .handlers import registration, users
+from .handlers import notices, registration, rooms, users
 
 __all__ = ["PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
 
@@ -25,6 +25,7 @@ PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0)
 
 # Trailing identifiers use ".+" so an unencoded '/' (legal in localparts) still routes.
 _USER = "{user_id:.+}"
+_ROOM = "{room_id:.+}"
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,26 @@ _FEATURES: dict[str, Callable[[Config], bool]] = {
     "whois": lambda c: c.endpoints.whois,
     "reset_password": lambda c: c.endpoints.reset_password,
     "register": lambda c: c.registration.enabled,
+    "evacuate": lambda c: c.endpoints.evacuate,
+    "server_notices": lambda c: c.server_notices.enabled,
 }
 
 ROUTES: list[RouteSpec] = [
     RouteSpec(DENDRITE, "POST", "/resetPassword/{user:.+}", users.reset_password,
               Access.ADMIN, "reset_password", "Reset a local user's password",
               "reset_password"),
+    *(RouteSpec(DENDRITE, method, f"/evacuateRoom/{_ROOM}", rooms.evacuate_room,
+                Access.ADMIN, "evacuate", "Part every local member from a room")
+      for method in ("GET", "POST")),
+    *(RouteSpec(DENDRITE, method, f"/evacuateUser/{_USER}", rooms.evacuate_user,
+                Access.ADMIN, "evacuate",
+                "Part a local user from every room and reject their invites")
+      for method in ("GET", "POST")),
+    RouteSpec(SYNAPSE, "POST", "/v1/send_server_notice", notices.send_notice, Access.ADMIN,
+              "server_notices", "Send a server notice to a local user", "server_notice"),
+    RouteSpec(SYNAPSE, "PUT", "/v1/send_server_notice/{txn_id}", notices.send_notice_txn,
+              Access.ADMIN, "server_notices",
+              "Send a server notice, idempotent per transaction id", "server_notice"),
     RouteSpec(SYNAPSE, "GET", "/v1/register", registration.get_nonce, Access.PUBLIC,
               "register", "Get a nonce for shared-secret registration"),
     RouteSpec(SYNAPSE, "POST", "/v1/register", registration.post_register, Access.PUBLIC,

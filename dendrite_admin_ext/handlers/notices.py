@@ -1,0 +1,40 @@
+"""send_server_notice: POST, and PUT with a transaction id (idempotent)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import get_requester
+from ..context import get_context
+from ..errors import InvalidParam
+from ..notices import Notice, parse_notice, send_server_notice, send_server_notice_once
+from ..storage.base import NoticeTxnKey
+from ..validation import read_json_body
+
+__all__ = ["send_notice", "send_notice_txn"]
+
+MAX_TXN_ID_LENGTH = 255
+
+
+async def _read_notice(request: web.Request) -> Notice:
+    ctx = get_context(request)
+    body = await read_json_body(request, ctx.schemas["server_notice"],
+                                ctx.config.http.max_body_size)
+    return parse_notice(body, ctx.config.server_name)
+
+
+async def send_notice(request: web.Request) -> web.Response:
+    notice = await _read_notice(request)
+    event_id = await send_server_notice(get_context(request), notice)
+    return web.json_response({"event_id": event_id})
+
+
+async def send_notice_txn(request: web.Request) -> web.Response:
+    requester = get_requester(request)
+    txn_id = request.match_info["txn_id"]
+    if len(txn_id) > MAX_TXN_ID_LENGTH:
+        raise InvalidParam(f"Transaction ID is longer than {MAX_TXN_ID_LENGTH} characters")
+    notice = await _read_notice(request)
+    key = NoticeTxnKey(requester.user_id, requester.device_id, txn_id)
+    event_id = await send_server_notice_once(get_context(request), notice, key)
+    return web.json_response({"event_id": event_id})

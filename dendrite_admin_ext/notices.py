@@ -1,0 +1,269 @@
+"""Server notices: the Matrix server-notices module (``send_server_notice``).
+
+A system user, ``@<local_part>:<server_name>``, talks to each local user in one private
+room of its own: invite-only, not federated, tagged ``m.server_notice`` for the user,
+with the system user at power 100 and everyone else below ``events_default`` so that
+the user can read but not reply (Synapse's ``users_default: -10``).
+
+* First notice: create the room with the user invited in its initial state (room and
+  invite appear together), record it, tag it, and with ``auto_join`` join the user.
+* Later notices reuse the room; a user who left is invited (or joined) again.
+* If the system user is no longer joined (the room was evacuated, or purged by the
+  host), or the user was banned from it, a new room replaces it.
+
+Within one process the set-up for one user is serialised (``ctx.locks``), so two
+concurrent first notices create one room.  Idempotent PUTs are remembered in storage,
+keyed by (requesting user, device, txnId), so a retry reaching another worker, or
+arriving after a restart, is still recognised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .context import AdminContext
+from .errors import InvalidParam, NotFound, UserInUseError
+from .events import ROOM_VERSION
+from .identifiers import UserID, parse_user_id
+from .rooms import room_lock_key, run_to_completion
+from .storage.base import (
+    AccountType,
+    Member,
+    MembershipChange,
+    NewAccount,
+    NewRoom,
+    NoticeTxnKey,
+    Profile,
+)
+
+__all__ = [
+    "SERVER_NOTICE_TAG",
+    "TXN_LIFETIME_MS",
+    "Notice",
+    "ensure_system_user",
+    "notice_power_levels",
+    "parse_notice",
+    "purge_old_txns",
+    "send_server_notice",
+    "send_server_notice_once",
+    "system_user",
+]
+
+log = logging.getLogger(__name__)
+
+SERVER_NOTICE_TAG = "m.server_notice"
+TXN_LIFETIME_MS = 24 * 60 * 60 * 1000
+# Old transaction records are purged after about one successful PUT in this many:
+# often enough to keep the table small, rarely enough to cost nothing per request.
+PURGE_ONE_IN = 64
+_MEMBER_PAGE = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    user: UserID
+    event_type: str
+    content: Mapping[str, Any]
+
+
+def parse_notice(body: Mapping[str, Any], server_name: str) -> Notice:
+    """Build a notice from a body that passed ``server_notice.schema.json``."""
+    user = parse_user_id(body["user_id"])
+    if user.server_name != server_name:
+        raise InvalidParam("Server notices can only be sent to local users")
+    return Notice(user, body.get("type", "m.room.message"), body["content"])
+
+
+def system_user(ctx: AdminContext) -> UserID:
+    return UserID(ctx.config.server_notices.local_part, ctx.config.server_name)
+
+
+def _wanted_profile(ctx: AdminContext) -> Profile:
+    cfg = ctx.config.server_notices
+    return Profile(cfg.display_name or None, cfg.avatar_url or None)
+
+
+def _member_content(membership: str, profile: Profile | None) -> dict[str, Any]:
+    content: dict[str, Any] = {"membership": membership}
+    if profile is not None and profile.display_name is not None:
+        content["displayname"] = profile.display_name
+    if profile is not None and profile.avatar_url is not None:
+        content["avatar_url"] = profile.avatar_url
+    return content
+
+
+def notice_power_levels(system: str) -> dict[str, Any]:
+    """Only the system user may do anything; members sit below ``events_default``."""
+    return {
+        "users": {system: 100},
+        "users_default": -10,
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 50,
+        "events": {
+            "m.room.name": 50,
+            "m.room.avatar": 50,
+            "m.room.canonical_alias": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.encryption": 100,
+            "m.room.server_acl": 100,
+            "m.room.tombstone": 100,
+        },
+        "notifications": {"room": 50},
+    }
+
+
+async def ensure_system_user(ctx: AdminContext) -> UserID:
+    """Create the system user if missing (no password, so nobody can log in as it) and
+    bring its profile in line with the config."""
+    storage = ctx.storage
+    system = system_user(ctx)
+    want = _wanted_profile(ctx)
+    if await storage.get_account(system) is None:
+        with contextlib.suppress(UserInUseError):  # another worker created it first
+            await storage.create_account(NewAccount(
+                system.localpart, system.server_name, None, AccountType.USER, ctx.clock(),
+                display_name=want.display_name, avatar_url=want.avatar_url), None)
+    if await storage.get_profile(system) != want:
+        await storage.set_profile(system, want)
+    return system
+
+
+async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
+    """Send one notice; return its event ID.  Unknown user or the system user itself:
+    :class:`NotFound`."""
+    if notice.user == system_user(ctx):
+        raise NotFound("Cannot send server notices to the server notices user")
+    if await ctx.storage.get_account(notice.user) is None:
+        raise NotFound(f"Unknown user {notice.user}")
+    # Once rooms are being set up, finish even if the client goes away: a half-made
+    # notices room (created but not recorded) would be orphaned.
+    return await run_to_completion(_send(ctx, notice))
+
+
+async def _send(ctx: AdminContext, notice: Notice) -> str:
+    storage = ctx.storage
+    system = await ensure_system_user(ctx)
+    sender = str(system)
+    async with ctx.locks(("server_notice_room", str(notice.user))):
+        room_id = await storage.get_server_notice_room(notice.user)
+        if room_id is not None:
+            # The room lock keeps an evacuation of this room from parting the system
+            # user between the check and the send.
+            async with ctx.locks(room_lock_key(room_id)):
+                if await _reuse_room(ctx, room_id, system, notice.user):
+                    return await storage.send_event(room_id, sender, notice.event_type,
+                                                    notice.content)
+        room_id = await _create_room(ctx, system, notice.user)
+        return await storage.send_event(room_id, sender, notice.event_type, notice.content)
+
+
+async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
+                      target: UserID) -> bool:
+    """Make the recorded room usable again (re-invite, refresh the system user's
+    profile); False when it cannot be and a new room is needed."""
+    storage = ctx.storage
+    if await storage.get_membership(room_id, str(system)) != "join":
+        return False
+    membership = await storage.get_membership(room_id, str(target))
+    if membership == "ban":
+        return False
+    await _refresh_system_member(ctx, room_id, system)
+    changes: list[MembershipChange] = []
+    profile = await storage.get_profile(target) if membership != "join" else None
+    if membership not in ("join", "invite"):
+        changes.append(MembershipChange(str(system), str(target),
+                                        _member_content("invite", profile)))
+    if membership != "join" and ctx.config.server_notices.auto_join:
+        changes.append(MembershipChange(str(target), str(target),
+                                        _member_content("join", profile)))
+    if changes:
+        await storage.apply_memberships(room_id, changes)
+        # Re-tagging is idempotent and heals a tag lost to a failure at creation.
+        await storage.set_room_tag(target, room_id, SERVER_NOTICE_TAG, {})
+    return True
+
+
+async def _find_local_member(ctx: AdminContext, room_id: str, user_id: str) -> Member | None:
+    after: str | None = None
+    while True:  # notices rooms have two members: one page in practice
+        page = await ctx.storage.get_local_joined_members(
+            room_id, ctx.config.server_name, after=after, limit=_MEMBER_PAGE)
+        for member in page:
+            if member.user_id == user_id:
+                return member
+        if len(page) < _MEMBER_PAGE:
+            return None
+        after = page[-1].user_id
+
+
+async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID) -> None:
+    """After a config change, show the new display name and avatar in the room too."""
+    want = _wanted_profile(ctx)
+    member = await _find_local_member(ctx, room_id, str(system))
+    if member is None or (member.display_name, member.avatar_url) == (
+            want.display_name, want.avatar_url):
+        return
+    await ctx.storage.apply_memberships(room_id, [MembershipChange(
+        str(system), str(system), _member_content("join", want))])
+
+
+async def _create_room(ctx: AdminContext, system: UserID, target: UserID) -> str:
+    storage = ctx.storage
+    cfg = ctx.config.server_notices
+    sender, target_id = str(system), str(target)
+    target_profile = await storage.get_profile(target)
+    state: list[tuple[str, str, Mapping[str, Any]]] = [
+        ("m.room.member", sender, _member_content("join", _wanted_profile(ctx))),
+        ("m.room.power_levels", "", notice_power_levels(sender)),
+        ("m.room.join_rules", "", {"join_rule": "invite"}),
+        ("m.room.history_visibility", "", {"history_visibility": "shared"}),
+        ("m.room.guest_access", "", {"guest_access": "forbidden"}),
+    ]
+    if cfg.room_name:
+        state.append(("m.room.name", "", {"name": cfg.room_name}))
+    # The invite is part of the initial state, so the room never exists without it.
+    state.append(("m.room.member", target_id, _member_content("invite", target_profile)))
+    room_id = await storage.create_room(NewRoom(
+        creator=sender,
+        room_version=ROOM_VERSION,
+        create_content={"creator": sender, "m.federate": False},
+        initial_state=tuple(state),
+    ))
+    await storage.set_server_notice_room(target, room_id)
+    await storage.set_room_tag(target, room_id, SERVER_NOTICE_TAG, {})
+    if cfg.auto_join:
+        await storage.apply_memberships(room_id, [MembershipChange(
+            target_id, target_id, _member_content("join", target_profile))])
+    return room_id
+
+
+async def send_server_notice_once(ctx: AdminContext, notice: Notice,
+                                  key: NoticeTxnKey) -> str:
+    """Send the notice unless this transaction was already sent; return the event ID
+    of the first send.  A failed send is not recorded, so a retry tries again."""
+    async with ctx.locks(("notice_txn", key)):
+        existing = await ctx.storage.get_notice_txn(key)
+        if existing is not None:
+            return existing
+        event_id = await send_server_notice(ctx, notice)
+        kept = await ctx.storage.put_notice_txn(key, event_id, ctx.clock())
+    if secrets.randbelow(PURGE_ONE_IN) == 0:
+        try:
+            await purge_old_txns(ctx)
+        except Exception:  # the notice is sent; housekeeping must not fail the request
+            log.warning("could not purge old server-notice transactions", exc_info=True)
+    return kept
+
+
+async def purge_old_txns(ctx: AdminContext) -> int:
+    return await ctx.storage.purge_notice_txns(ctx.clock() - TXN_LIFETIME_MS)

@@ -1,0 +1,125 @@
+"""Room evacuation: part local users from a room, or a local user from every room.
+
+Both operations only *send leaves*; they never delete anything, so they are safe to
+re-run: a member who was parted by an interrupted run is no longer joined and is simply
+not found again.  Members are read and parted one page at a time (``after`` cursor), so
+a room of tens of thousands of members costs a bounded amount of memory per step and no
+single transaction grows with the room.
+
+An evacuation is an incident-response tool: once started it runs to completion even if
+the client that asked for it goes away (the HTTP request only waits for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .context import AdminContext
+from .errors import NotFound
+from .identifiers import UserID
+from .storage.base import MembershipChange
+
+__all__ = [
+    "BATCH_SIZE",
+    "evacuate_room",
+    "evacuate_user",
+    "leave_content",
+    "room_lock_key",
+    "run_to_completion",
+]
+
+BATCH_SIZE = 500
+
+T = TypeVar("T")
+
+# asyncio keeps only weak references to tasks: a detached evacuation whose request was
+# cancelled must be held somewhere until it ends, or it could be garbage-collected.
+_running: set[asyncio.Task[Any]] = set()
+
+
+async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` in its own task and wait for it; cancelling the caller (a client
+    disconnecting, with aiohttp's handler cancellation on) does not stop the work."""
+    task = asyncio.ensure_future(coro)
+    _running.add(task)
+    task.add_done_callback(_running.discard)
+    return await asyncio.shield(task)
+
+
+def room_lock_key(room_id: str) -> tuple[str, str]:
+    """The ``ctx.locks`` key under which membership changes to a room are serialised."""
+    return ("room", room_id)
+
+
+def leave_content(display_name: str | None, avatar_url: str | None) -> dict[str, Any]:
+    """A self-leave that keeps the member's profile, as Dendrite's evacuation does."""
+    content: dict[str, Any] = {"membership": "leave"}
+    if display_name is not None:
+        content["displayname"] = display_name
+    if avatar_url is not None:
+        content["avatar_url"] = avatar_url
+    return content
+
+
+async def evacuate_room(ctx: AdminContext, room_id: str, *,
+                        batch_size: int = BATCH_SIZE) -> list[str]:
+    """Part every local joined member of the room; return their user IDs in the
+    order they were parted.  Unknown room: :class:`NotFound`."""
+    if not await ctx.storage.room_exists(room_id):
+        raise NotFound(f"Unknown room {room_id}")
+    return await run_to_completion(_evacuate_room(ctx, room_id, batch_size))
+
+
+async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> list[str]:
+    storage = ctx.storage
+    affected: list[str] = []
+    after: str | None = None
+    # Concurrent evacuations of one room queue up; the later ones find nobody left.
+    async with ctx.locks(room_lock_key(room_id)):
+        while True:
+            members = await storage.get_local_joined_members(
+                room_id, ctx.config.server_name, after=after, limit=batch_size)
+            if not members:
+                break
+            await storage.apply_memberships(room_id, [
+                MembershipChange(m.user_id, m.user_id,
+                                 leave_content(m.display_name, m.avatar_url))
+                for m in members
+            ])
+            affected.extend(m.user_id for m in members)
+            if len(members) < batch_size:
+                break
+            after = members[-1].user_id
+            # Let other requests run between batches of a big room.
+            await asyncio.sleep(0)
+    return affected
+
+
+async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
+    """Part a local user from every joined room and reject every pending invite,
+    except a pending server-notice invite (users may not reject it).  Return the IDs
+    of the rooms left.  Unknown account: :class:`NotFound`."""
+    if await ctx.storage.get_account(user) is None:
+        raise NotFound(f"Unknown user {user}")
+    return await run_to_completion(_evacuate_user(ctx, user))
+
+
+async def _evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
+    storage = ctx.storage
+    user_id = str(user)
+    affected: list[str] = []
+    for room in await storage.get_user_rooms(user):
+        if room.membership == "invite" and room.is_server_notice_room:
+            continue
+        async with ctx.locks(room_lock_key(room.room_id)):
+            # A room evacuation, or a notice, may have changed it since the list was read.
+            membership = await storage.get_membership(room.room_id, user_id)
+            if membership not in ("join", "invite") or (
+                    membership == "invite" and room.is_server_notice_room):
+                continue
+            await storage.apply_memberships(room.room_id, [MembershipChange(
+                user_id, user_id, leave_content(room.display_name, room.avatar_url))])
+        affected.append(room.room_id)
+    return affected
