@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from .errors import StorageUnavailableError
 from .identifiers import UserID

@@ -8,11 +8,11 @@ middleware stack (CORS → errors → auth), which therefore applies to admin pa
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
 from .auth import Access, auth_middleware

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import enum
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from aiohttp import web
-from aiohttp.web_urldispatcher import AbstractRoute
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
@@ -69,10 +69,9 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
             raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
         header_token = value.strip()
     query_token = request.query.get("access_token") if allow_query else None
-    if header_token is not None and query_token is not None:
-        if not hmac.compare_digest(header_token.encode(), query_token.encode()):
-            raise MissingToken(
-                "Mixing Authorization headers and access_token query parameters.")
+    if (header_token is not None and query_token is not None
+            and not hmac.compare_digest(header_token.encode(), query_token.encode())):
+        raise MissingToken("Mixing Authorization headers and access_token query parameters.")
     token = header_token or query_token
     if not token:
         raise MissingToken("Missing access token.")

@@ -11,7 +11,8 @@ import logging
 import sys
 import urllib.error
 import urllib.request
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .config import Config, ConfigError, load_config
 from .registration import compute_mac

@@ -8,13 +8,14 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
-from .validation import Schemas, first_error, load_schemas
+from .validation import Schemas, first_error, load_schemas, missing_keys
 
 __all__ = [
     "Config",
@@ -161,7 +162,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
     if error is not None:
         path = tuple(error.absolute_path)
         if error.validator == "required":
-            missing = [k for k in error.validator_value if k not in error.instance]
+            missing = missing_keys(error)
             path = (*path, *missing[:1])
             raise ConfigError("this key is required", path)
         if error.validator == "additionalProperties":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 from aiohttp import web
 

@@ -13,7 +13,8 @@ import hashlib
 import json
 import secrets
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 __all__ = [
     "ROOM_VERSION",
@@ -26,7 +27,7 @@ __all__ = [
 
 ROOM_VERSION = "10"
 
-# Top-level keys kept by redaction (room versions 1–10).
+# Top-level keys kept by redaction (room versions 1 to 10).
 _KEPT_KEYS = frozenset({
     "event_id", "type", "room_id", "sender", "state_key", "content", "hashes",
     "signatures", "depth", "prev_events", "prev_state", "auth_events", "origin",

@@ -50,9 +50,7 @@ def is_valid_server_name(server_name: str) -> bool:
             host, port = server_name.rsplit(":", 1)
         if not _DNS_NAME.fullmatch(host):
             return False
-    if port is not None and (not _PORT.fullmatch(port) or not 0 < int(port) < 65536):
-        return False
-    return True
+    return port is None or (_PORT.fullmatch(port) is not None and 0 < int(port) < 65536)
 
 
 @dataclass(frozen=True, slots=True)

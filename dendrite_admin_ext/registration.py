@@ -81,7 +81,7 @@ def validate_username(username: str, server_name: str) -> str:
         raise InvalidUsername("User ID may not begin with '_'")
     if localpart.isdigit():
         raise InvalidUsername("Numeric user IDs are reserved for guest users.")
-    if len(f"@{localpart}:{server_name}".encode("utf-8")) > MAX_ID_BYTES:
+    if len(f"@{localpart}:{server_name}".encode()) > MAX_ID_BYTES:
         raise InvalidUsername("User ID may not be longer than 255 bytes")
     return localpart
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -67,7 +67,7 @@ def forwarded_middleware(trusted: Sequence[IPNetwork]) -> Middleware:
         if trusted:
             real = client_address(request.remote, request.headers.getall("X-Forwarded-For", []),
                                   trusted)
-            if real != request.remote:
+            if real is not None and real != request.remote:
                 request = request.clone(remote=real)
         return await handler(request)
 

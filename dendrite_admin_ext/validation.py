@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from aiohttp import web
 from jsonschema import Draft202012Validator, FormatChecker
@@ -30,6 +31,7 @@ __all__ = [
     "Schemas",
     "first_error",
     "load_schemas",
+    "missing_keys",
     "parse_json_bytes",
     "read_json_body",
     "schema_dir",
@@ -130,7 +132,15 @@ def load_schemas(directory: Path | None = None) -> Schemas:
 
 
 def first_error(validator: Draft202012Validator, instance: Any) -> ValidationError | None:
-    return best_match(validator.iter_errors(instance))
+    error: ValidationError | None = best_match(validator.iter_errors(instance))
+    return error
+
+
+def missing_keys(error: ValidationError) -> list[str]:
+    """The keys a ``required`` error complains about."""
+    required = error.validator_value if isinstance(error.validator_value, list) else []
+    present = error.instance if isinstance(error.instance, dict) else {}
+    return [str(k) for k in required if k not in present]
 
 
 def _reject_constant(name: str) -> Any:
@@ -156,7 +166,7 @@ def check_body(validator: Draft202012Validator, body: Any) -> dict[str, Any]:
     if error is None:
         return body
     if error.validator == "required" and not error.absolute_path:
-        missing = [k for k in error.validator_value if k not in body]  # type: ignore[union-attr]
+        missing = missing_keys(error)
         raise MissingParam(f"Missing parameter: {missing[0] if missing else error.message}")
     where = "/".join(str(p) for p in error.absolute_path)
     raise BadJson(f"{where}: {error.message}" if where else error.message)

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import bisect
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..errors import UserInUseError
 from ..events import ROOM_VERSION, build_event, new_room_id
