@@ -115,6 +115,13 @@ def _cmd_register(args: argparse.Namespace) -> int:
             return 1
         user = input("New user localpart: ").strip()
     password = args.password
+    if args.password_file:
+        try:
+            with open(args.password_file, encoding="utf-8") as fh:
+                password = fh.read().strip()
+        except OSError as exc:
+            print(f"Cannot read {args.password_file}: {exc.strerror}", file=sys.stderr)
+            return 1
     if not password:
         if not interactive:
             print("-p/--password is required without a terminal", file=sys.stderr)
@@ -162,9 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Register a new account on a running server with the shared secret "
                     "(compatible with Synapse's register_new_matrix_user).")
     reg.add_argument("-u", "--user", help="local part of the new user; prompted if absent")
-    reg.add_argument("-p", "--password",
-                     help="new password; prompted if absent (a command line is visible to "
-                          "other local users: prefer the prompt)")
+    password = reg.add_mutually_exclusive_group()
+    password.add_argument("-p", "--password",
+                          help="new password; prompted if absent (a command line is visible "
+                               "to other local users: prefer the prompt or --password-file)")
+    password.add_argument("--password-file", metavar="FILE",
+                          help="read the new password from this file")
     reg.add_argument("-t", "--user_type", default=None,
                      help="user type, e.g. 'bot' or 'support'")
     admin = reg.add_mutually_exclusive_group()
