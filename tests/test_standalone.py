@@ -170,11 +170,12 @@ def test_synapse_register_new_matrix_user_client(tmp_path: Path) -> None:
         out = synapse_cli("-k", "wrong-secret", "-u", "eve", "-p", "evepassword",
                           "--no-admin", server.url)
         assert out.returncode == 1 and "HMAC incorrect" in out.stdout
-        # and the admin it made can use the API
-        body = register_user(server.url, "standalone-secret", "helper", "helperpass", False)
-        status, who = get_json(server.url + "/_synapse/admin/v1/whois/@helper:test.example",
-                               str(body["access_token"]))
-        assert status == 200
+        # the accounts it made are real: an admin can whois them
+        body = register_user(server.url, "standalone-secret", "ops", "opspassword", True)
+        for user in ("@syn:test.example", "@bot1:test.example"):
+            status, who = get_json(server.url + "/_synapse/admin/v1/whois/" + user,
+                                   str(body["access_token"]))
+            assert (status, who["user_id"]) == (200, user)
 
 
 def test_register_cli_password_file(tmp_path: Path) -> None:
