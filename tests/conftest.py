@@ -124,3 +124,97 @@ def harness_factory(aiohttp_client: Any, schemas: Schemas,
 @pytest.fixture
 async def h(harness_factory: HarnessFactory) -> Harness:
     return await harness_factory()
+
+
+# -- room administration: one scenario suite over the shipped storage and a host's ------
+# "host" is tests/host_storage.py: an independent, event-sourced implementation written
+# from the protocol's docstrings, which also enforces the room auth rules.
+# (Imports here, not at the top: this section is appended to a shared file.)
+from collections.abc import Sequence  # noqa: E402
+
+from dendrite_admin_ext.storage.base import MembershipChange, NewRoom  # noqa: E402
+
+from .host_storage import HostStorage  # noqa: E402
+
+
+@pytest.fixture(params=["storage", "host"])
+def room_storage(request: pytest.FixtureRequest, storage: AdminStorage) -> AdminStorage:
+    if request.param == "host":
+        if not isinstance(storage, MemoryStorage):
+            pytest.skip("the host implementation runs once, beside the memory backend")
+        return HostStorage()
+    return storage
+
+
+@pytest.fixture
+def room_harness_factory(harness_factory: HarnessFactory,
+                         room_storage: AdminStorage) -> HarnessFactory:
+    async def factory(**overrides: Any) -> Harness:
+        return await harness_factory(storage_override=room_storage, **overrides)
+
+    return factory
+
+
+@pytest.fixture
+async def rh(room_harness_factory: HarnessFactory) -> Harness:
+    return await room_harness_factory()
+
+
+REMOTE = "remote.example"
+
+
+async def make_room(storage: AdminStorage, creator: str, *,
+                    joined: Sequence[str | tuple[str, str | None, str | None]] = (),
+                    invited: Sequence[str] = (), batch: int = 1000) -> str:
+    """A public room made through the protocol only.  ``joined`` entries are user IDs
+    or (user ID, displayname, avatar_url)."""
+    room_id = await storage.create_room(NewRoom(
+        creator=creator, room_version="10", create_content={"creator": creator},
+        initial_state=(
+            ("m.room.member", creator, {"membership": "join"}),
+            ("m.room.power_levels", "", {"users": {creator: 100}}),
+            ("m.room.join_rules", "", {"join_rule": "public"}),
+        )))
+    changes: list[MembershipChange] = []
+    for entry in joined:
+        user_id, name, avatar = (entry, None, None) if isinstance(entry, str) else entry
+        content: dict[str, Any] = {"membership": "join"}
+        if name is not None:
+            content["displayname"] = name
+        if avatar is not None:
+            content["avatar_url"] = avatar
+        changes.append(MembershipChange(user_id, user_id, content))
+    changes += [MembershipChange(creator, u, {"membership": "invite"}) for u in invited]
+    for i in range(0, len(changes), batch):
+        await storage.apply_memberships(room_id, changes[i:i + batch])
+    return room_id
+
+
+def room_events(storage: AdminStorage, room_id: str) -> list[dict[str, Any]]:
+    """The room's events in order, read the way the host's own APIs would."""
+    if isinstance(storage, MemoryStorage):
+        return [e for e in storage.events if e["room_id"] == room_id]
+    reader = getattr(storage, "room_events", None)
+    if reader is None:
+        pytest.skip(f"{type(storage).__name__} cannot list a room's events in tests")
+    events: list[dict[str, Any]] = reader(room_id)
+    return events
+
+
+def room_state(storage: AdminStorage, room_id: str) -> dict[tuple[str, str], dict[str, Any]]:
+    state: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in room_events(storage, room_id):
+        if "state_key" in event:
+            state[(event["type"], event["state_key"])] = event
+    return state
+
+
+def room_tags(storage: AdminStorage, user: UserID, room_id: str) -> dict[str, Any]:
+    if isinstance(storage, MemoryStorage):
+        data = storage.account_data.get((str(user), room_id, "m.tag"), {"tags": {}})
+        return dict(data["tags"])
+    reader = getattr(storage, "room_tags", None)
+    if reader is None:
+        pytest.skip(f"{type(storage).__name__} cannot read account data in tests")
+    tags: dict[str, Any] = reader(user, room_id)
+    return tags

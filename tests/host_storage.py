@@ -1,0 +1,427 @@
+"""A second, independent implementation of the storage protocol, as a host author would
+write it from the docstrings of :mod:`dendrite_admin_ext.storage.base` alone.
+
+It shares no code with the reference backend (``storage/memory.py``).  Rooms are
+event-sourced: each room is an append-only list of events, and the current state
+(memberships included) is *folded* from that log, incrementally, into a projection that
+can be thrown away and rebuilt at any time.  It also enforces a simplified version of
+the Matrix authorisation rules, so the scenario tests fail if the admin API ever asks
+a host to send an event a real homeserver would reject (a leave of someone who is not
+in the room, a join to an invite-only room without an invite, a message from a user who
+is not joined or lacks power, …).
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dendrite_admin_ext.errors import UserInUseError
+from dendrite_admin_ext.events import build_event
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.base import (
+    Account,
+    Activity,
+    AuditEntry,
+    Connection,
+    DeviceInfo,
+    Member,
+    MembershipChange,
+    NewAccount,
+    NewDevice,
+    NewRoom,
+    NoticeTxnKey,
+    Profile,
+    Session,
+    UserRoom,
+)
+
+__all__ = ["AuthRuleViolation", "HostStorage"]
+
+StateKey = tuple[str, str]
+
+
+class AuthRuleViolation(Exception):
+    """The admin API asked for an event the room's auth rules forbid (a bug)."""
+
+
+@dataclass
+class _Device:
+    token: str
+    display_name: str | None
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass
+class _Account:
+    account: Account
+    password_hash: str | None
+    devices: dict[str, _Device] = field(default_factory=dict)
+
+
+@dataclass
+class _Projection:
+    """Current state of a room after folding its first ``folded`` events."""
+
+    folded: int = 0
+    state: dict[StateKey, dict[str, Any]] = field(default_factory=dict)
+
+
+def _clock() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class HostStorage:
+    """Event-sourced host store: room events are the only source of truth."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[str, _Account] = {}
+        self._tokens: dict[str, tuple[str, str]] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._nonces: dict[str, int] = {}
+        self._logs: dict[str, list[dict[str, Any]]] = {}
+        self._projections: dict[str, _Projection] = {}
+        self._account_data: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._notice_rooms: dict[str, str] = {}
+        self._txns: dict[tuple[str, str, str], tuple[str, int]] = {}
+        self._audit: list[AuditEntry] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # -- authentication -------------------------------------------------------------------
+    async def get_session(self, access_token: str) -> Session | None:
+        owner = self._tokens.get(access_token)
+        if owner is None:
+            return None
+        user_id, device_id = owner
+        row = self._accounts.get(user_id)
+        if row is None or device_id not in row.devices:
+            return None
+        a = row.account
+        return Session(a.localpart, a.server_name, device_id, a.account_type,
+                       a.is_deactivated)
+
+    async def record_activity(self, seen: Sequence[Activity]) -> None:
+        for s in seen:
+            row = self._accounts.get(f"@{s.localpart}:{s.server_name}")
+            device = row.devices.get(s.device_id) if row else None
+            if device is not None:
+                key = (s.ip, s.user_agent)
+                device.seen[key] = max(device.seen.get(key, s.last_seen_ts), s.last_seen_ts)
+
+    # -- accounts -------------------------------------------------------------------------
+    async def get_account(self, user: UserID) -> Account | None:
+        row = self._accounts.get(str(user))
+        return row.account if row else None
+
+    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
+        return any(r.account.localpart.lower() == localpart.lower()
+                   and r.account.server_name == server_name
+                   for r in self._accounts.values())
+
+    async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
+        if await self.localpart_exists(account.localpart, account.server_name):
+            raise UserInUseError(account.localpart)
+        user_id = f"@{account.localpart}:{account.server_name}"
+        row = _Account(Account(account.localpart, account.server_name, account.created_ts,
+                               account.account_type, user_type=account.user_type),
+                       account.password_hash)
+        if device is not None:
+            row.devices[device.device_id] = _Device(device.access_token, device.display_name)
+            self._tokens[device.access_token] = (user_id, device.device_id)
+        self._accounts[user_id] = row
+        self._profiles[user_id] = Profile(account.display_name, account.avatar_url)
+
+    async def set_password(
+        self, user: UserID, password_hash: str, *, logout_devices: bool,
+        keep_device_id: str | None = None,
+    ) -> None:
+        row = self._accounts.get(str(user))
+        if row is None:
+            return
+        row.password_hash = password_hash
+        if logout_devices:
+            for device_id in [d for d in row.devices if d != keep_device_id]:
+                del self._tokens[row.devices.pop(device_id).token]
+
+    async def get_devices(self, user: UserID) -> list[DeviceInfo]:
+        row = self._accounts.get(str(user))
+        if row is None:
+            return []
+        return [
+            DeviceInfo(device_id, d.display_name, tuple(sorted(
+                (Connection(ip, ua, ts) for (ip, ua), ts in d.seen.items()),
+                key=lambda c: -c.last_seen_ts)))
+            for device_id, d in row.devices.items()
+        ]
+
+    async def get_profile(self, user: UserID) -> Profile | None:
+        return self._profiles.get(str(user))
+
+    async def set_profile(self, user: UserID, profile: Profile) -> None:
+        self._profiles[str(user)] = profile
+
+    # -- nonces ---------------------------------------------------------------------------
+    async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
+        now = _clock()
+        self._nonces = {n: exp for n, exp in self._nonces.items() if exp > now}
+        while len(self._nonces) >= max_nonces:
+            oldest = min(self._nonces, key=self._nonces.__getitem__)
+            del self._nonces[oldest]
+        self._nonces[nonce] = expires_ts
+
+    async def take_nonce(self, nonce: str, now_ts: int) -> bool:
+        return self._nonces.pop(nonce, -1) > now_ts
+
+    # -- rooms: the event log and its projection -----------------------------------------
+    def _state(self, room_id: str) -> dict[StateKey, dict[str, Any]]:
+        """Fold the events not folded yet into the room's current state."""
+        log = self._logs.get(room_id, [])
+        projection = self._projections.setdefault(room_id, _Projection())
+        for event in log[projection.folded:]:
+            if "state_key" in event:
+                projection.state[(event["type"], event["state_key"])] = event
+        projection.folded = len(log)
+        return projection.state
+
+    def _membership(self, room_id: str, user_id: str) -> str | None:
+        event = self._state(room_id).get(("m.room.member", user_id))
+        return _text(event["content"].get("membership")) if event else None
+
+    def _append(self, room_id: str, sender: str, event_type: str,
+                content: Mapping[str, Any], state_key: str | None = None) -> str:
+        log = self._logs[room_id]
+        state = self._state(room_id)
+        self._authorise(room_id, state, sender, event_type, content, state_key)
+        auth_keys: list[StateKey] = [("m.room.create", ""), ("m.room.power_levels", ""),
+                                     ("m.room.member", sender)]
+        if event_type == "m.room.member" and state_key is not None:
+            auth_keys += [("m.room.join_rules", ""), ("m.room.member", state_key)]
+        auth_events = list(dict.fromkeys(
+            state[k]["event_id"] for k in auth_keys if k in state))
+        event = build_event(
+            room_id=room_id, sender=sender, event_type=event_type, content=content,
+            origin_server_ts=_clock(), depth=len(log) + 1,
+            prev_events=[log[-1]["event_id"]] if log else [],
+            auth_events=auth_events, state_key=state_key,
+        )
+        log.append(event)
+        return str(event["event_id"])
+
+    def _transaction(self, room_id: str) -> _Rollback:
+        return _Rollback(self, room_id)
+
+    def _rollback(self, room_id: str, length: int) -> None:
+        del self._logs[room_id][length:]
+        self._projections.pop(room_id, None)  # rebuilt by folding the log again
+
+    def _power(self, state: Mapping[StateKey, dict[str, Any]], user_id: str) -> int:
+        pl = state.get(("m.room.power_levels", ""))
+        if pl is None:
+            creator = state[("m.room.create", "")]["sender"]
+            return 100 if user_id == creator else 0
+        content = pl["content"]
+        return int(content.get("users", {}).get(user_id, content.get("users_default", 0)))
+
+    @staticmethod
+    def _needed(state: Mapping[StateKey, dict[str, Any]], event_type: str,
+                is_state: bool) -> int:
+        pl = state.get(("m.room.power_levels", ""))
+        if pl is None:  # no power levels yet: anyone joined may do anything
+            return 0
+        content = pl["content"]
+        if event_type in content.get("events", {}):
+            return int(content["events"][event_type])
+        if is_state:
+            return int(content.get("state_default", 50))
+        return int(content.get("events_default", 0))
+
+    def _authorise(self, room_id: str, state: Mapping[StateKey, dict[str, Any]],
+                   sender: str, event_type: str, content: Mapping[str, Any],
+                   state_key: str | None) -> None:
+        def deny(why: str) -> AuthRuleViolation:
+            return AuthRuleViolation(f"{event_type} by {sender} in {room_id}: {why}")
+
+        if event_type == "m.room.create":
+            if state:
+                raise deny("the room already exists")
+            return
+        if ("m.room.create", "") not in state:
+            raise deny("no create event")
+        member = state.get(("m.room.member", sender))
+        sender_membership = member["content"].get("membership") if member else None
+        if event_type == "m.room.member" and state_key is not None:
+            target = state.get(("m.room.member", state_key))
+            before = target["content"].get("membership") if target else None
+            wanted = content.get("membership")
+            if wanted == "join":
+                if sender != state_key:
+                    raise deny("only the user can join")
+                creator = state[("m.room.create", "")]["sender"]
+                first_join = len(self._logs[room_id]) == 1 and sender == creator
+                rule = state.get(("m.room.join_rules", ""))
+                public = rule is not None and rule["content"].get("join_rule") == "public"
+                if not (first_join or public or before in ("join", "invite")):
+                    raise deny(f"cannot join from {before!r} without an invite")
+                return
+            if wanted == "invite":
+                if sender_membership != "join":
+                    raise deny("the inviter is not joined")
+                if before in ("join", "ban"):
+                    raise deny(f"cannot invite a user whose membership is {before}")
+                pl = state.get(("m.room.power_levels", ""))
+                needed = int(pl["content"].get("invite", 0)) if pl else 0
+                if self._power(state, sender) < needed:
+                    raise deny("the inviter lacks power")
+                return
+            if wanted == "leave":
+                if sender != state_key:
+                    raise deny("kicks are not supported by this host")
+                if before not in ("join", "invite", "knock"):
+                    raise deny(f"cannot leave from {before!r}")
+                return
+            raise deny(f"membership {wanted!r} is not supported by this host")
+        if sender_membership != "join":
+            raise deny("the sender is not joined")
+        if self._power(state, sender) < self._needed(state, event_type, state_key is not None):
+            raise deny("the sender lacks power")
+
+    # -- rooms: the protocol ------------------------------------------------------------
+    async def room_exists(self, room_id: str) -> bool:
+        return ("m.room.create", "") in self._state(room_id)
+
+    async def get_local_joined_members(
+        self, room_id: str, server_name: str, *, after: str | None, limit: int
+    ) -> list[Member]:
+        suffix = ":" + server_name
+        joined = (
+            (user_id, event) for (event_type, user_id), event in self._state(room_id).items()
+            if event_type == "m.room.member" and user_id.endswith(suffix)
+            and event["content"].get("membership") == "join"
+            and (after is None or user_id > after)
+        )
+        return [Member(user_id, _text(event["content"].get("displayname")),
+                       _text(event["content"].get("avatar_url")))
+                for user_id, event in heapq.nsmallest(limit, joined, key=lambda p: p[0])]
+
+    async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
+        user_id = str(user)
+        out = []
+        for room_id in self._logs:
+            event = self._state(room_id).get(("m.room.member", user_id))
+            membership = event["content"].get("membership") if event else None
+            if event is not None and membership in ("join", "invite"):
+                out.append(UserRoom(
+                    room_id, membership, self._notice_rooms.get(user_id) == room_id,
+                    _text(event["content"].get("displayname")),
+                    _text(event["content"].get("avatar_url"))))
+        return out
+
+    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        return self._membership(room_id, user_id)
+
+    async def apply_memberships(
+        self, room_id: str, changes: Sequence[MembershipChange]
+    ) -> list[str]:
+        if room_id not in self._logs:
+            raise KeyError(room_id)
+        with self._transaction(room_id):
+            return [self._append(room_id, c.sender, "m.room.member", c.content, c.target)
+                    for c in changes]
+
+    async def create_room(self, room: NewRoom) -> str:
+        server_name = room.creator.partition(":")[2]
+        room_id = f"!{secrets.token_urlsafe(12)}:{server_name}"
+        self._logs[room_id] = []
+        try:
+            self._append(room_id, room.creator, "m.room.create",
+                         {**room.create_content, "room_version": room.room_version}, "")
+            for event_type, state_key, content in room.initial_state:
+                self._append(room_id, room.creator, event_type, content, state_key)
+        except BaseException:
+            del self._logs[room_id]
+            self._projections.pop(room_id, None)
+            raise
+        return room_id
+
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+    ) -> str:
+        return self._append(room_id, sender, event_type, content)
+
+    async def set_room_tag(
+        self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
+    ) -> None:
+        data = self._account_data.setdefault((str(user), room_id, "m.tag"), {"tags": {}})
+        data["tags"][tag] = dict(content)
+
+    async def get_server_notice_room(self, user: UserID) -> str | None:
+        return self._notice_rooms.get(str(user))
+
+    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+        self._notice_rooms[str(user)] = room_id
+
+    # -- notice transactions --------------------------------------------------------------
+    async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
+        found = self._txns.get((key.user_id, key.device_id, key.txn_id))
+        return found[0] if found else None
+
+    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
+        return self._txns.setdefault((key.user_id, key.device_id, key.txn_id),
+                                     (event_id, ts))[0]
+
+    async def purge_notice_txns(self, older_than_ts: int) -> int:
+        before = len(self._txns)
+        self._txns = {k: v for k, v in self._txns.items() if v[1] >= older_than_ts}
+        return before - len(self._txns)
+
+    # -- audit ------------------------------------------------------------------------------
+    async def add_audit_entry(self, entry: AuditEntry) -> None:
+        self._audit.append(replace(entry, id=len(self._audit) + 1))
+
+    async def get_audit_entries(
+        self, *, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        older = [e for e in self._audit if before_id is None or (e.id or 0) < before_id]
+        return list(reversed(older))[:limit]
+
+    # -- for tests: what a host's own APIs would show -----------------------------------
+    def room_events(self, room_id: str) -> list[dict[str, Any]]:
+        return list(self._logs.get(room_id, []))
+
+    def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
+        data = self._account_data.get((str(user), room_id, "m.tag"), {"tags": {}})
+        return dict(data["tags"])
+
+
+class _Rollback:
+    """All-or-nothing append: on an error the log is cut back and the projection
+    dropped (it is rebuilt by folding the log again)."""
+
+    def __init__(self, storage: HostStorage, room_id: str) -> None:
+        self._storage = storage
+        self._room_id = room_id
+        self._length = len(storage._logs[room_id])
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self._storage._rollback(self._room_id, self._length)
