@@ -4,8 +4,9 @@ accounts and tokens directly in storage."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,9 @@ from dendrite_admin_ext import AdminContext, Config, UserID, parse_config, setup
 from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewAccount, NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.validation import Schemas, load_schemas
+
+from .postgres import pg_dsn, pg_server, pg_shared_database  # noqa: F401  (fixtures)
+from .sql_backends import BACKENDS, make_storage
 
 SERVER = "test.example"
 SECRET = "dendritetest"
@@ -103,9 +107,14 @@ class Harness:
 HarnessFactory = Callable[..., Awaitable[Harness]]
 
 
-@pytest.fixture
-def storage() -> AdminStorage:
-    return MemoryStorage()
+@pytest.fixture(params=BACKENDS)
+async def storage(request: pytest.FixtureRequest,
+                  tmp_path: Path) -> AsyncIterator[AdminStorage]:
+    """Every backend shipped: the HTTP tests run on each (opened here; the admin app's
+    own open/close nest inside)."""
+    st = await make_storage(request, request.param, tmp_path)
+    yield st
+    await st.close()
 
 
 @pytest.fixture

@@ -13,4 +13,17 @@ def storage_from_config(db: DatabaseConfig) -> AdminStorage:
     """The backend named by ``database.backend``."""
     if db.backend == "memory":
         return MemoryStorage()
+    if db.backend == "sqlite":
+        from .sqlite import SqliteStorage
+
+        return SqliteStorage(db.path, busy_timeout=db.connect_timeout)
+    if db.backend == "postgres":
+        # Imported here so that hosts on SQLite do not need aiopg importable.
+        from .postgres import PostgresStorage
+
+        if not db.dsn:
+            raise ValueError("the postgres backend needs a dsn")
+        return PostgresStorage(db.dsn, pool_size=db.pool_size,
+                               connect_timeout=db.connect_timeout,
+                               statement_timeout=db.statement_timeout)
     raise ValueError(f"unknown database backend {db.backend!r}")

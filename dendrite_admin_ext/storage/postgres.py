@@ -1,0 +1,141 @@
+"""PostgreSQL backend on aiopg: production, and several admin workers on one database.
+
+One pool per storage, created in :meth:`open` and closed in :meth:`close` (the admin
+app calls both from its ``cleanup_ctx``).  Every wait is bounded: acquiring a
+connection (which may mean connecting) by ``connect_timeout``, every statement by
+``statement_timeout`` (enforced by the server, and by the client if the server is
+unreachable).  Connection failures become
+:class:`~dendrite_admin_ext.errors.StorageUnavailableError` (503 + Retry-After); the
+broken connection is discarded, so the pool reconnects by itself when the database is
+back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any, TypeVar
+
+import aiopg
+import psycopg2
+
+from ..errors import StorageUnavailableError
+from .schema import POSTGRES
+from .sql import Op, Result, SqlStorage
+
+__all__ = ["PostgresStorage"]
+
+T = TypeVar("T")
+
+# Failures that say "the database is not reachable (now)", as opposed to a bug.
+_UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, TimeoutError)
+
+
+class PostgresStorage(SqlStorage):
+    dialect = POSTGRES
+
+    def __init__(self, dsn: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
+                 statement_timeout: float = 30.0) -> None:
+        super().__init__()
+        self.dsn = dsn
+        self.pool_size = pool_size
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self._pool: Any = None
+
+    async def _connect(self) -> None:
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                self._pool = await aiopg.create_pool(
+                    self.dsn,
+                    minsize=1,
+                    maxsize=self.pool_size,
+                    # aiopg's own bound on connecting and on acquiring from the pool.
+                    timeout=self.connect_timeout,
+                    enable_json=False,
+                    enable_hstore=False,  # saves a catalogue query per new connection
+                    enable_uuid=False,
+                    # libpq options (merged into the DSN): the server cancels any
+                    # statement running longer than statement_timeout.
+                    connect_timeout=max(2, math.ceil(self.connect_timeout)),
+                    options=f"-c statement_timeout={int(self.statement_timeout * 1000)}",
+                )
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
+
+    async def _disconnect(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+            await pool.wait_closed()
+
+    async def _run(self, op: Op[T], *, write: bool) -> T:
+        pool = self._pool
+        if pool is None:
+            op.close()
+            raise StorageUnavailableError("the PostgreSQL storage is not open")
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                conn = await pool.acquire()
+        except _UNAVAILABLE as exc:
+            op.close()
+            raise StorageUnavailableError(f"no PostgreSQL connection: {exc}") from exc
+        healthy = False
+        try:
+            # The client-side bound, for a server that stopped answering altogether.
+            async with asyncio.timeout(self.statement_timeout + self.connect_timeout):
+                value = await self._drive(conn, op, write)
+            healthy = True
+            return value
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailableError(f"PostgreSQL failed: {exc}") from exc
+        except psycopg2.Error:
+            healthy = await self._rolled_back(conn)
+            raise
+        except BaseException:
+            healthy = await self._rolled_back(conn) if write else False
+            raise
+        finally:
+            if not healthy and not conn.closed:
+                # State unknown (cancelled mid-statement, broken socket): never reuse it.
+                conn.close()
+            pool.release(conn)
+
+    async def _drive(self, conn: Any, op: Op[T], write: bool) -> T:
+        cursor = await conn.cursor(timeout=self.statement_timeout + 1)
+        try:
+            if write:
+                await cursor.execute("BEGIN")
+            try:
+                stmt = next(op)
+                while True:
+                    await cursor.execute(self.dialect.sql(stmt.sql), tuple(stmt.params))
+                    rows = await cursor.fetchall() if cursor.description is not None else []
+                    stmt = op.send(Result(rows, cursor.rowcount))
+            except StopIteration as done:
+                value: T = done.value
+            if write:
+                await cursor.execute("COMMIT")
+            return value
+        finally:
+            cursor.close()
+
+    @staticmethod
+    async def _rolled_back(conn: Any) -> bool:
+        """Roll back an open transaction; True if the connection is reusable."""
+        if conn.closed:
+            return False
+        status = conn.raw.get_transaction_status()
+        if status == psycopg2.extensions.TRANSACTION_STATUS_IDLE:
+            return True
+        try:
+            async with asyncio.timeout(1.0):
+                cursor = await conn.cursor()
+                try:
+                    await cursor.execute("ROLLBACK")
+                finally:
+                    cursor.close()
+        except Exception:
+            return False
+        return bool(conn.raw.get_transaction_status()
+                    == psycopg2.extensions.TRANSACTION_STATUS_IDLE)

@@ -1,0 +1,263 @@
+"""The SQL schema shared by the SQLite and PostgreSQL backends, as versioned migrations.
+
+The three ``userapi_*`` tables are Dendrite's (same names, columns and meaning), so a
+homeserver sharing the database sees the accounts, devices and profiles written here
+and the other way round.  Every other table is ours and prefixed ``dendrite_admin_``.
+The README's "integration contract" section documents them.
+
+A migration is a list of statements; the few dialect differences are spelled as
+``{fragments}`` filled in by :meth:`Dialect.sql` (never with values: those always
+travel as query parameters).  Migrations are append-only: never edit a released one,
+add the next version instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["MIGRATIONS", "POSTGRES", "SCHEMA_VERSION", "SQLITE", "Dialect", "Migration"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The few differences between the two SQL dialects, as named fragments.
+
+    Shared SQL text (DDL and queries alike) writes ``{name}`` where a fragment goes;
+    :meth:`sql` substitutes them.  Fragments are fixed SQL words, never values.
+    """
+
+    name: str
+    fragments: Mapping[str, str]
+    # Run first inside the migration transaction so concurrent workers migrate one at
+    # a time (SQLite: BEGIN IMMEDIATE already does this).
+    migration_lock: str | None = None
+    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def sql(self, text: str) -> str:
+        """The statement for this driver: fragments filled in, and ``%s``
+        placeholders turned into ``?`` for sqlite3."""
+        out = self._cache.get(text)
+        if out is None:
+            out = text
+            if "{" in out:
+                for key, value in self.fragments.items():
+                    out = out.replace("{" + key + "}", value)
+            if self.name == "sqlite":
+                out = out.replace("%s", "?")
+            self._cache[text] = out
+        return out
+
+
+POSTGRES = Dialect(
+    name="postgres",
+    fragments={
+        "serial_pk": "BIGSERIAL PRIMARY KEY",
+        # User IDs are compared and ordered byte-wise like the reference backend does,
+        # whatever the database's default collation.
+        "binary": 'COLLATE "C"',
+        # Dendrite allocates device session ids from this sequence.
+        "session_id_default": "DEFAULT nextval('userapi_device_session_id_seq')",
+        "next_session_id": "nextval('userapi_device_session_id_seq')",
+        "greatest": "GREATEST",
+        "for_update": "FOR UPDATE",
+    },
+    # Any constant shared by every worker of this package.
+    migration_lock="SELECT pg_advisory_xact_lock(7234017650394541)",
+)
+
+SQLITE = Dialect(
+    name="sqlite",
+    fragments={
+        "serial_pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
+        "binary": "COLLATE BINARY",
+        "session_id_default": "",
+        "next_session_id": "(SELECT COALESCE(MAX(session_id), 0) + 1 FROM userapi_devices)",
+        # The two-argument MAX() is SQLite's GREATEST().
+        "greatest": "MAX",
+        # No row locks in SQLite; BEGIN IMMEDIATE already serialises writers.
+        "for_update": "",
+    },
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+    # Statements only one dialect needs, by dialect name.
+    only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def for_dialect(self, dialect: Dialect) -> list[str]:
+        return [*self.only.get(dialect.name, ()), *self.statements]
+
+
+SCHEMA_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS dendrite_admin_schema_version (
+    version INTEGER NOT NULL PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_ts BIGINT NOT NULL
+)"""
+
+_V1 = Migration(
+    1,
+    "Dendrite's user tables and the admin API's own tables",
+    statements=(
+        # -- Dendrite's tables (CREATE ... IF NOT EXISTS: a Dendrite that shares the
+        #    database may have created them already) ---------------------------------
+        """CREATE TABLE IF NOT EXISTS userapi_accounts (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            created_ts BIGINT NOT NULL,
+            password_hash TEXT,
+            appservice_id TEXT,
+            is_deactivated BOOLEAN DEFAULT FALSE,
+            account_type SMALLINT NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_accounts_idx
+            ON userapi_accounts (localpart, server_name)""",
+        # Registration checks names case-insensitively.
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_lower_idx
+            ON userapi_accounts (lower(localpart), server_name)""",
+        """CREATE TABLE IF NOT EXISTS userapi_devices (
+            access_token TEXT NOT NULL PRIMARY KEY,
+            session_id BIGINT NOT NULL {session_id_default},
+            device_id TEXT NOT NULL,
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            created_ts BIGINT NOT NULL,
+            display_name TEXT,
+            last_seen_ts BIGINT NOT NULL,
+            ip TEXT,
+            user_agent TEXT
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_device_localpart_id_idx
+            ON userapi_devices (localpart, server_name, device_id)""",
+        """CREATE TABLE IF NOT EXISTS userapi_profiles (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            display_name TEXT,
+            avatar_url TEXT
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_profiles_idx
+            ON userapi_profiles (localpart, server_name)""",
+        # -- ours ------------------------------------------------------------------------
+        # Shared-secret registration's user_type ("bot", "support", …); Dendrite has no
+        # column for it and its tables keep their meaning.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_user_types (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            user_type TEXT NOT NULL,
+            PRIMARY KEY (localpart, server_name)
+        )""",
+        # Every distinct (ip, user agent) a device was seen with, for whois.  Deleting
+        # the device (logout, by us or by the homeserver) deletes its connections.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_device_connections (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            last_seen_ts BIGINT NOT NULL,
+            PRIMARY KEY (localpart, server_name, device_id, ip, user_agent),
+            FOREIGN KEY (localpart, server_name, device_id)
+                REFERENCES userapi_devices (localpart, server_name, device_id)
+                ON DELETE CASCADE
+        )""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_rooms (
+            room_nid {serial_pk},
+            room_id TEXT NOT NULL UNIQUE,
+            room_version TEXT NOT NULL,
+            creator TEXT NOT NULL,
+            depth BIGINT NOT NULL,
+            latest_event_id TEXT,
+            created_ts BIGINT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_events (
+            stream_ordering {serial_pk},
+            event_id TEXT NOT NULL UNIQUE,
+            room_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            type TEXT NOT NULL,
+            state_key TEXT,
+            content TEXT NOT NULL,
+            origin_server_ts BIGINT NOT NULL,
+            depth BIGINT NOT NULL,
+            event_json TEXT NOT NULL
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_events_room_idx
+            ON dendrite_admin_events (room_id, stream_ordering)""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_current_state (
+            room_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            state_key TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, type, state_key)
+        )""",
+        # The current membership of every user in every room, denormalised from
+        # current_state for the two hot queries: a room's local joined members in
+        # user-ID order (evacuation paging) and a user's rooms.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_memberships (
+            room_id TEXT NOT NULL,
+            user_id TEXT {binary} NOT NULL,
+            server_name TEXT NOT NULL,
+            membership TEXT NOT NULL,
+            display_name TEXT,
+            avatar_url TEXT,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (room_id, user_id)
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_memberships_joined_idx
+            ON dendrite_admin_memberships (room_id, server_name, user_id)
+            WHERE membership = 'join'""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_memberships_user_idx
+            ON dendrite_admin_memberships (user_id, membership)""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_account_data (
+            user_id TEXT NOT NULL,
+            room_id TEXT NOT NULL,
+            type TEXT NOT NULL,
+            content TEXT NOT NULL,
+            PRIMARY KEY (user_id, room_id, type)
+        )""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_server_notice_rooms (
+            user_id TEXT NOT NULL PRIMARY KEY,
+            room_id TEXT NOT NULL
+        )""",
+        # Shared-secret registration nonces: single use, shared by every worker.  ``id``
+        # orders them by age so trimming to the bound is one indexed range delete.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_nonces (
+            id {serial_pk},
+            nonce TEXT NOT NULL UNIQUE,
+            expires_ts BIGINT NOT NULL
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_nonces_expiry_idx
+            ON dendrite_admin_nonces (expires_ts)""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_notice_txns (
+            user_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            txn_id TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            ts BIGINT NOT NULL,
+            PRIMARY KEY (user_id, device_id, txn_id)
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_notice_txns_ts_idx
+            ON dendrite_admin_notice_txns (ts)""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_audit (
+            id {serial_pk},
+            ts BIGINT NOT NULL,
+            request_id TEXT NOT NULL,
+            requester TEXT,
+            action TEXT NOT NULL,
+            target TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL
+        )""",
+    ),
+    only={"postgres": (
+        "CREATE SEQUENCE IF NOT EXISTS userapi_device_session_id_seq START 1",
+    )},
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1,)
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,591 @@
+"""What the SQLite and PostgreSQL backends share: every query, written once.
+
+Each storage operation is a generator that *yields* statements and receives their
+results (:class:`Stmt` → :class:`Result`), and finally returns the method's value.  It
+does no I/O itself, so the same operation runs on sqlite3 inside a worker thread and on
+aiopg inside the event loop: each backend only implements :meth:`SqlStorage._run`, which
+drives an operation inside one transaction (for writes) or none (single reads).
+
+SQL is written with ``%s`` placeholders; values always travel as parameters.  Multi-row
+statements are built by repeating the placeholder group, never by formatting values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import abstractmethod
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ..errors import UserInUseError
+from ..events import ROOM_VERSION, build_event, new_room_id
+from ..identifiers import UserID
+from .base import (
+    Account,
+    AccountType,
+    Activity,
+    AuditEntry,
+    Connection,
+    DeviceInfo,
+    Member,
+    MembershipChange,
+    NewAccount,
+    NewDevice,
+    NewRoom,
+    NoticeTxnKey,
+    Profile,
+    Session,
+    UserRoom,
+)
+from .schema import MIGRATIONS, SCHEMA_VERSION_TABLE, Dialect
+
+__all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Stmt:
+    sql: str
+    params: Sequence[Any] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+
+Op = Generator[Stmt, Result, T]
+
+# Rows per multi-row INSERT: few round trips, and well below SQLite's and PostgreSQL's
+# limits on the number of parameters of one statement.
+CHUNK_ROWS = 500
+
+# Nonce bookkeeping: every insert trims to the newest ``max_nonces`` (one indexed range
+# delete); every PURGE_EVERY-th insert also deletes the expired ones.
+NONCE_PURGE_EVERY = 64
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _opt_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _server_of(user_id: str) -> str:
+    return user_id.split(":", 1)[1] if ":" in user_id else ""
+
+
+def insert_rows(head: str, width: int, rows: Sequence[Sequence[Any]],
+                tail: str = "") -> Op[int]:
+    """``head VALUES (%s, …), (%s, …) tail`` in chunks; returns the rows affected."""
+    group = "(" + ", ".join(["%s"] * width) + ")"
+    count = 0
+    for start in range(0, len(rows), CHUNK_ROWS):
+        chunk = rows[start:start + CHUNK_ROWS]
+        params = [value for row in chunk for value in row]
+        res = yield Stmt(f"{head} VALUES {', '.join([group] * len(chunk))} {tail}", params)
+        count += res.rowcount
+    return count
+
+
+def drive_sync(cursor: Any, dialect: Dialect, op: Op[T]) -> T:
+    """Run an operation on a DB-API cursor (sqlite3, or psycopg2 in test helpers)."""
+    try:
+        stmt = next(op)
+        while True:
+            cursor.execute(dialect.sql(stmt.sql), tuple(stmt.params))
+            rows = cursor.fetchall() if cursor.description is not None else []
+            stmt = op.send(Result(rows, cursor.rowcount))
+    except StopIteration as done:
+        value: T = done.value
+        return value
+
+
+class SqlStorage:
+    """:class:`~.base.AdminStorage` over Dendrite's tables and ours (see schema.py).
+
+    Subclasses provide :meth:`_run`, :meth:`_connect` and :meth:`_disconnect`.
+    ``open``/``close`` nest: the storage stays open until every opener has closed it,
+    so a host (or a test) may hold it open around the admin app's own lifecycle.
+    """
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._open_count = 0
+
+    # -- what a backend implements ---------------------------------------------------
+    @abstractmethod
+    async def _run(self, op: Op[T], *, write: bool) -> T:
+        """Drive ``op``; with ``write``, inside one transaction committed at the end
+        (rolled back if the operation raises)."""
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def open(self) -> None:
+        self._open_count += 1
+        if self._open_count > 1:
+            return
+        try:
+            await self._connect()
+            await self._run(self._migrate(), write=True)
+        except BaseException:
+            self._open_count -= 1
+            await self._disconnect()
+            raise
+
+    async def close(self) -> None:
+        if self._open_count == 0:
+            return
+        self._open_count -= 1
+        if self._open_count == 0:
+            await self._disconnect()
+
+    async def ping(self) -> None:
+        await self._run(self._one("SELECT 1", ()), write=False)
+
+    def _migrate(self) -> Op[int]:
+        """Apply the missing migrations; returns the schema version reached."""
+        d = self.dialect
+        if d.migration_lock:
+            yield Stmt(d.migration_lock)
+        yield Stmt(SCHEMA_VERSION_TABLE)
+        res = yield Stmt("SELECT COALESCE(MAX(version), 0) FROM dendrite_admin_schema_version")
+        current = int(res.rows[0][0])
+        for migration in MIGRATIONS:
+            if migration.version <= current:
+                continue
+            for statement in migration.for_dialect(d):
+                yield Stmt(statement)
+            yield Stmt("INSERT INTO dendrite_admin_schema_version "
+                       "(version, description, applied_ts) VALUES (%s, %s, %s)",
+                       (migration.version, migration.description, _now_ms()))
+            current = migration.version
+        return current
+
+    @staticmethod
+    def _one(sql: str, params: Sequence[Any]) -> Op[tuple[Any, ...] | None]:
+        res = yield Stmt(sql, params)
+        return res.rows[0] if res.rows else None
+
+    # -- authentication ------------------------------------------------------------------
+    async def get_session(self, access_token: str) -> Session | None:
+        row = await self._run(self._one(
+            "SELECT d.localpart, d.server_name, d.device_id, a.account_type, a.is_deactivated"
+            " FROM userapi_devices d JOIN userapi_accounts a"
+            " ON a.localpart = d.localpart AND a.server_name = d.server_name"
+            " WHERE d.access_token = %s", (access_token,)), write=False)
+        if row is None:
+            return None
+        return Session(row[0], row[1], row[2], AccountType(row[3]), bool(row[4]))
+
+    async def record_activity(self, seen: Sequence[Activity]) -> None:
+        if seen:
+            await self._run(self._record_activity(seen), write=True)
+
+    def _record_activity(self, seen: Sequence[Activity]) -> Op[None]:
+        conns: dict[tuple[str, str, str, str, str], int] = {}
+        newest: dict[tuple[str, str, str], Activity] = {}
+        for a in seen:
+            key = (a.localpart, a.server_name, a.device_id, a.ip, a.user_agent)
+            if conns.get(key, -1) < a.last_seen_ts:
+                conns[key] = a.last_seen_ts
+            dev = (a.localpart, a.server_name, a.device_id)
+            if dev not in newest or newest[dev].last_seen_ts < a.last_seen_ts:
+                newest[dev] = a
+        # Sightings of devices that no longer exist are dropped by the join.
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_device_connections"
+            " (localpart, server_name, device_id, ip, user_agent, last_seen_ts)"
+            " SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6"
+            " FROM (", 6, [(*k, ts) for k, ts in conns.items()],
+            ") AS v JOIN userapi_devices d ON d.localpart = v.column1"
+            " AND d.server_name = v.column2 AND d.device_id = v.column3"
+            # "WHERE true" resolves SQLite's parsing ambiguity between ON and ON CONFLICT.
+            " WHERE true ON CONFLICT (localpart, server_name, device_id, ip, user_agent)"
+            " DO UPDATE SET last_seen_ts = {greatest}("
+            "dendrite_admin_device_connections.last_seen_ts, excluded.last_seen_ts)")
+        yield from insert_rows(
+            "UPDATE userapi_devices SET last_seen_ts = v.column4, ip = v.column5,"
+            " user_agent = v.column6 FROM (", 6,
+            [(a.localpart, a.server_name, a.device_id, a.last_seen_ts, a.ip, a.user_agent)
+             for a in newest.values()],
+            ") AS v WHERE userapi_devices.localpart = v.column1"
+            " AND userapi_devices.server_name = v.column2"
+            " AND userapi_devices.device_id = v.column3"
+            # Our own devices start with ip NULL (never seen); last_seen_ts is NOT NULL
+            # in Dendrite's schema, so it holds the creation time until then.
+            " AND (userapi_devices.ip IS NULL OR userapi_devices.last_seen_ts < v.column4)")
+
+    # -- accounts --------------------------------------------------------------------------
+    async def get_account(self, user: UserID) -> Account | None:
+        row = await self._run(self._one(
+            "SELECT a.created_ts, a.account_type, a.is_deactivated, a.appservice_id,"
+            " t.user_type FROM userapi_accounts a LEFT JOIN dendrite_admin_user_types t"
+            " ON t.localpart = a.localpart AND t.server_name = a.server_name"
+            " WHERE a.localpart = %s AND a.server_name = %s",
+            (user.localpart, user.server_name)), write=False)
+        if row is None:
+            return None
+        return Account(user.localpart, user.server_name, int(row[0]), AccountType(row[1]),
+                       bool(row[2]), row[3], row[4])
+
+    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
+        row = await self._run(self._one(
+            "SELECT 1 FROM userapi_accounts WHERE lower(localpart) = %s AND server_name = %s"
+            " LIMIT 1", (localpart.lower(), server_name)), write=False)
+        return row is not None
+
+    async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
+        await self._run(self._create_account(account, device), write=True)
+
+    def _create_account(self, account: NewAccount, device: NewDevice | None) -> Op[None]:
+        lp, sn = account.localpart, account.server_name
+        res = yield Stmt(
+            "INSERT INTO userapi_accounts (localpart, server_name, created_ts, password_hash,"
+            " is_deactivated, account_type) VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (lp, sn, account.created_ts, account.password_hash, False,
+             int(account.account_type)))
+        if res.rowcount == 0:
+            # The unique index decided: someone else has (or just took) this name.
+            raise UserInUseError(lp)
+        yield from self._put_profile(lp, sn, Profile(account.display_name, account.avatar_url))
+        if account.user_type is not None:
+            yield Stmt("INSERT INTO dendrite_admin_user_types (localpart, server_name,"
+                       " user_type) VALUES (%s, %s, %s) ON CONFLICT (localpart, server_name)"
+                       " DO UPDATE SET user_type = excluded.user_type",
+                       (lp, sn, account.user_type))
+        else:
+            yield Stmt("DELETE FROM dendrite_admin_user_types"
+                       " WHERE localpart = %s AND server_name = %s", (lp, sn))
+        if device is not None:
+            yield from self._add_device(lp, sn, device, account.created_ts)
+
+    def _add_device(self, localpart: str, server_name: str, device: NewDevice,
+                    now: int) -> Op[None]:
+        # A device id names one device per user: re-adding it replaces the old one
+        # (and its token and connections).
+        yield Stmt("DELETE FROM userapi_devices"
+                   " WHERE localpart = %s AND server_name = %s AND device_id = %s",
+                   (localpart, server_name, device.device_id))
+        yield Stmt(
+            "INSERT INTO userapi_devices (access_token, session_id, device_id, localpart,"
+            " server_name, created_ts, display_name, last_seen_ts, ip, user_agent)"
+            " VALUES (%s, {next_session_id}, %s, %s, %s, %s, %s, %s,"
+            " NULL, NULL)",
+            (device.access_token, device.device_id, localpart, server_name, now,
+             device.display_name, now))
+
+    async def set_password(
+        self, user: UserID, password_hash: str, *, logout_devices: bool,
+        keep_device_id: str | None = None,
+    ) -> None:
+        await self._run(self._set_password(user, password_hash, logout_devices,
+                                           keep_device_id), write=True)
+
+    def _set_password(self, user: UserID, password_hash: str, logout_devices: bool,
+                      keep_device_id: str | None) -> Op[None]:
+        who = (user.localpart, user.server_name)
+        res = yield Stmt("UPDATE userapi_accounts SET password_hash = %s"
+                         " WHERE localpart = %s AND server_name = %s", (password_hash, *who))
+        if res.rowcount == 0 or not logout_devices:
+            return
+        if keep_device_id is None:
+            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s",
+                       who)
+        else:
+            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s"
+                       " AND device_id <> %s", (*who, keep_device_id))
+
+    async def get_devices(self, user: UserID) -> list[DeviceInfo]:
+        rows = await self._run(self._select(
+            "SELECT d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
+            " c.ip, c.user_agent, c.last_seen_ts"
+            " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
+            " ON c.localpart = d.localpart AND c.server_name = d.server_name"
+            " AND c.device_id = d.device_id"
+            " WHERE d.localpart = %s AND d.server_name = %s"
+            " ORDER BY d.session_id, d.device_id, c.last_seen_ts DESC, c.ip, c.user_agent",
+            (user.localpart, user.server_name)), write=False)
+        devices: dict[str, tuple[str | None, list[Connection], tuple[Any, ...]]] = {}
+        for row in rows:
+            entry = devices.setdefault(row[0], (row[1], [], row))
+            if row[7] is not None:
+                entry[1].append(Connection(row[5], row[6], int(row[7])))
+        out = []
+        for device_id, (display_name, conns, row) in devices.items():
+            if not conns and row[3] is not None:
+                # Seen by the homeserver sharing the database, not by us: its
+                # last-seen columns are the only sighting there is.
+                conns = [Connection(row[3], row[4] or "", int(row[2]))]
+            out.append(DeviceInfo(device_id, display_name, tuple(conns)))
+        return out
+
+    @staticmethod
+    def _select(sql: str, params: Sequence[Any]) -> Op[list[tuple[Any, ...]]]:
+        res = yield Stmt(sql, params)
+        return res.rows
+
+    async def get_profile(self, user: UserID) -> Profile | None:
+        row = await self._run(self._one(
+            "SELECT display_name, avatar_url FROM userapi_profiles"
+            " WHERE localpart = %s AND server_name = %s",
+            (user.localpart, user.server_name)), write=False)
+        return None if row is None else Profile(row[0], row[1])
+
+    async def set_profile(self, user: UserID, profile: Profile) -> None:
+        await self._run(self._put_profile(user.localpart, user.server_name, profile),
+                        write=True)
+
+    @staticmethod
+    def _put_profile(localpart: str, server_name: str, profile: Profile) -> Op[None]:
+        yield Stmt("INSERT INTO userapi_profiles (localpart, server_name, display_name,"
+                   " avatar_url) VALUES (%s, %s, %s, %s) ON CONFLICT (localpart, server_name)"
+                   " DO UPDATE SET display_name = excluded.display_name,"
+                   " avatar_url = excluded.avatar_url",
+                   (localpart, server_name, profile.display_name, profile.avatar_url))
+
+    # -- nonces ------------------------------------------------------------------------------
+    async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
+        await self._run(self._add_nonce(nonce, expires_ts, max_nonces), write=True)
+
+    @staticmethod
+    def _add_nonce(nonce: str, expires_ts: int, max_nonces: int) -> Op[None]:
+        res = yield Stmt("INSERT INTO dendrite_admin_nonces (nonce, expires_ts) VALUES (%s, %s)"
+                         " ON CONFLICT (nonce) DO UPDATE SET expires_ts = excluded.expires_ts"
+                         " RETURNING id", (nonce, expires_ts))
+        new_id = int(res.rows[0][0])
+        # Ids grow with every insert, so "id > new_id - max_nonces" are at most
+        # max_nonces rows: the bound holds without counting anything.
+        yield Stmt("DELETE FROM dendrite_admin_nonces WHERE id <= %s", (new_id - max_nonces,))
+        if new_id % NONCE_PURGE_EVERY == 0:
+            yield Stmt("DELETE FROM dendrite_admin_nonces WHERE expires_ts <= %s", (_now_ms(),))
+
+    async def take_nonce(self, nonce: str, now_ts: int) -> bool:
+        row = await self._run(self._one(
+            "DELETE FROM dendrite_admin_nonces WHERE nonce = %s RETURNING expires_ts",
+            (nonce,)), write=True)
+        return row is not None and int(row[0]) > now_ts
+
+    # -- rooms ---------------------------------------------------------------------------------
+    async def room_exists(self, room_id: str) -> bool:
+        row = await self._run(self._one(
+            "SELECT 1 FROM dendrite_admin_rooms WHERE room_id = %s", (room_id,)), write=False)
+        return row is not None
+
+    async def get_local_joined_members(
+        self, room_id: str, server_name: str, *, after: str | None, limit: int
+    ) -> list[Member]:
+        rows = await self._run(self._select(
+            "SELECT user_id, display_name, avatar_url FROM dendrite_admin_memberships"
+            " WHERE room_id = %s AND membership = 'join' AND server_name = %s"
+            " AND user_id > %s ORDER BY user_id LIMIT %s",
+            # Every user ID starts with "@", so "" is before them all.
+            (room_id, server_name, after or "", max(0, limit))), write=False)
+        return [Member(r[0], r[1], r[2]) for r in rows]
+
+    async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
+        rows = await self._run(self._select(
+            "SELECT m.room_id, m.membership, n.room_id, m.display_name, m.avatar_url"
+            " FROM dendrite_admin_memberships m"
+            " JOIN dendrite_admin_rooms r ON r.room_id = m.room_id"
+            " LEFT JOIN dendrite_admin_server_notice_rooms n"
+            " ON n.user_id = m.user_id AND n.room_id = m.room_id"
+            " WHERE m.user_id = %s AND m.membership IN ('join', 'invite')"
+            " ORDER BY r.room_nid", (str(user),)), write=False)
+        return [UserRoom(r[0], r[1], r[2] is not None, r[3], r[4]) for r in rows]
+
+    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        row = await self._run(self._one(
+            "SELECT membership FROM dendrite_admin_memberships"
+            " WHERE room_id = %s AND user_id = %s", (room_id, user_id)), write=False)
+        return None if row is None else str(row[0])
+
+    async def apply_memberships(
+        self, room_id: str, changes: Sequence[MembershipChange]
+    ) -> list[str]:
+        if not changes:
+            return []
+        return await self._run(self._append_to_room(
+            room_id, [(c.sender, "m.room.member", c.target, c.content) for c in changes]),
+            write=True)
+
+    async def create_room(self, room: NewRoom) -> str:
+        return await self._run(self._create_room(room), write=True)
+
+    def _create_room(self, room: NewRoom) -> Op[str]:
+        room_id = new_room_id(_server_of(room.creator))
+        version = room.room_version or ROOM_VERSION
+        yield Stmt("INSERT INTO dendrite_admin_rooms (room_id, room_version, creator, depth,"
+                   " latest_event_id, created_ts) VALUES (%s, %s, %s, 0, NULL, %s)",
+                   (room_id, version, room.creator, _now_ms()))
+        create = {**room.create_content, "room_version": version}
+        yield from self._append_to_room(room_id, [
+            (room.creator, "m.room.create", "", create),
+            *((room.creator, t, sk, c) for t, sk, c in room.initial_state),
+        ])
+        return room_id
+
+    async def send_event(
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+    ) -> str:
+        ids = await self._run(self._append_to_room(
+            room_id, [(sender, event_type, None, content)]), write=True)
+        return ids[0]
+
+    def _append_to_room(
+        self, room_id: str,
+        items: Sequence[tuple[str, str, str | None, Mapping[str, Any]]],
+    ) -> Op[list[str]]:
+        """Append events (sender, type, state_key, content) to the room in order, and
+        update its current state and memberships: a handful of statements whatever the
+        number of events."""
+        res = yield Stmt("SELECT depth, latest_event_id FROM dendrite_admin_rooms"
+                         " WHERE room_id = %s {for_update}", (room_id,))
+        if not res.rows:
+            raise KeyError(room_id)
+        depth, latest = int(res.rows[0][0]), res.rows[0][1]
+        now = _now_ms()
+        events: list[tuple[Any, ...]] = []
+        state: dict[tuple[str, str], str] = {}
+        members: dict[str, tuple[Any, ...]] = {}
+        ids: list[str] = []
+        for sender, event_type, state_key, content in items:
+            depth += 1
+            event = build_event(
+                room_id=room_id, sender=sender, event_type=event_type, content=content,
+                origin_server_ts=now, depth=depth,
+                prev_events=[latest] if latest else [], state_key=state_key)
+            latest = event["event_id"]
+            ids.append(latest)
+            events.append((latest, room_id, sender, event_type, state_key,
+                           _dumps(event["content"]), now, depth, _dumps(event)))
+            if state_key is None:
+                continue
+            state[(event_type, state_key)] = latest
+            if event_type == "m.room.member":
+                members[state_key] = (
+                    room_id, state_key, _server_of(state_key), str(content.get("membership")),
+                    _opt_str(content.get("displayname")), _opt_str(content.get("avatar_url")),
+                    latest)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_events (event_id, room_id, sender, type, state_key,"
+            " content, origin_server_ts, depth, event_json)", 9, events)
+        if state:
+            yield from insert_rows(
+                "INSERT INTO dendrite_admin_current_state (room_id, type, state_key, event_id)",
+                4, [(room_id, t, sk, eid) for (t, sk), eid in state.items()],
+                "ON CONFLICT (room_id, type, state_key) DO UPDATE"
+                " SET event_id = excluded.event_id")
+        if members:
+            yield from insert_rows(
+                "INSERT INTO dendrite_admin_memberships (room_id, user_id, server_name,"
+                " membership, display_name, avatar_url, event_id)", 7, list(members.values()),
+                "ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership,"
+                " display_name = excluded.display_name, avatar_url = excluded.avatar_url,"
+                " event_id = excluded.event_id")
+        yield Stmt("UPDATE dendrite_admin_rooms SET depth = %s, latest_event_id = %s"
+                   " WHERE room_id = %s", (depth, latest, room_id))
+        return ids
+
+    async def set_room_tag(
+        self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
+    ) -> None:
+        await self._run(self._set_room_tag(str(user), room_id, tag, content), write=True)
+
+    def _set_room_tag(self, user_id: str, room_id: str, tag: str,
+                      content: Mapping[str, Any]) -> Op[None]:
+        key = (user_id, room_id, "m.tag")
+        # Create the row first so that the locked read-modify-write below is safe
+        # against a concurrent writer even for the first tag.
+        yield Stmt("INSERT INTO dendrite_admin_account_data (user_id, room_id, type, content)"
+                   " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                   (*key, _dumps({"tags": {}})))
+        res = yield Stmt("SELECT content FROM dendrite_admin_account_data WHERE user_id = %s"
+                         " AND room_id = %s AND type = %s {for_update}", key)
+        data = json.loads(res.rows[0][0])
+        data.setdefault("tags", {})[tag] = dict(content)
+        yield Stmt("UPDATE dendrite_admin_account_data SET content = %s WHERE user_id = %s"
+                   " AND room_id = %s AND type = %s", (_dumps(data), *key))
+
+    async def get_server_notice_room(self, user: UserID) -> str | None:
+        row = await self._run(self._one(
+            "SELECT room_id FROM dendrite_admin_server_notice_rooms WHERE user_id = %s",
+            (str(user),)), write=False)
+        return None if row is None else str(row[0])
+
+    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+        await self._run(self._exec(
+            "INSERT INTO dendrite_admin_server_notice_rooms (user_id, room_id) VALUES (%s, %s)"
+            " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
+            (str(user), room_id)), write=True)
+
+    @staticmethod
+    def _exec(sql: str, params: Sequence[Any]) -> Op[int]:
+        res = yield Stmt(sql, params)
+        return res.rowcount
+
+    # -- notice transactions ---------------------------------------------------------------
+    async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
+        row = await self._run(self._one(
+            "SELECT event_id FROM dendrite_admin_notice_txns"
+            " WHERE user_id = %s AND device_id = %s AND txn_id = %s",
+            (key.user_id, key.device_id, key.txn_id)), write=False)
+        return None if row is None else str(row[0])
+
+    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
+        return await self._run(self._put_notice_txn(key, event_id, ts), write=True)
+
+    def _put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> Op[str]:
+        k = (key.user_id, key.device_id, key.txn_id)
+        # The primary key decides between concurrent workers; the loser reads the winner's.
+        yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id,"
+                   " event_id, ts) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                   (*k, event_id, ts))
+        res = yield Stmt("SELECT event_id FROM dendrite_admin_notice_txns"
+            " WHERE user_id = %s AND device_id = %s AND txn_id = %s", k)
+        return str(res.rows[0][0])
+
+    async def purge_notice_txns(self, older_than_ts: int) -> int:
+        return await self._run(self._exec(
+            "DELETE FROM dendrite_admin_notice_txns WHERE ts < %s", (older_than_ts,)),
+            write=True)
+
+    # -- audit -----------------------------------------------------------------------------
+    async def add_audit_entry(self, entry: AuditEntry) -> None:
+        await self._run(self._exec(
+            "INSERT INTO dendrite_admin_audit (ts, request_id, requester, action, target,"
+            " outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (entry.ts, entry.request_id, entry.requester, entry.action, entry.target,
+             entry.outcome, _dumps(dict(entry.detail)))), write=True)
+
+    async def get_audit_entries(
+        self, *, before_id: int | None, limit: int
+    ) -> list[AuditEntry]:
+        cols = ("SELECT id, ts, request_id, requester, action, target, outcome, detail"
+                " FROM dendrite_admin_audit")
+        if before_id is None:
+            op = self._select(cols + " ORDER BY id DESC LIMIT %s", (max(0, limit),))
+        else:
+            op = self._select(cols + " WHERE id < %s ORDER BY id DESC LIMIT %s",
+                              (before_id, max(0, limit)))
+        rows = await self._run(op, write=False)
+        return [AuditEntry(int(r[1]), r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
+                           int(r[0])) for r in rows]
+

@@ -1,0 +1,121 @@
+"""The SQL backends as the tests use them: with the synchronous helpers MemoryStorage
+has (set_account_flags, password_hash, add_device) and the readers conftest looks for
+(room_events, room_tags).  The helpers read and write the tables directly, as the
+homeserver sharing the database would."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg2
+import pytest
+
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.base import AdminStorage, NewDevice
+from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.postgres import PostgresStorage
+from dendrite_admin_ext.storage.sql import Op, SqlStorage, Stmt, drive_sync
+from dendrite_admin_ext.storage.sqlite import SqliteStorage
+
+__all__ = ["BACKENDS", "PostgresForTests", "SqliteForTests", "make_storage"]
+
+T = TypeVar("T")
+
+BACKENDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+_ACCOUNT_COLUMNS = {"account_type", "is_deactivated", "appservice_id", "created_ts"}
+
+
+class _Helpers(SqlStorage):
+    def _blocking(self, op: Op[T]) -> T:
+        raise NotImplementedError
+
+    def set_account_flags(self, user: UserID, **changes: Any) -> None:
+        self._blocking(self._set_flags(user, changes))
+
+    @staticmethod
+    def _set_flags(user: UserID, changes: dict[str, Any]) -> Op[None]:
+        who = (user.localpart, user.server_name)
+        for column, value in changes.items():
+            if column == "user_type":
+                yield Stmt("DELETE FROM dendrite_admin_user_types"
+                           " WHERE localpart = %s AND server_name = %s", who)
+                if value is not None:
+                    yield Stmt("INSERT INTO dendrite_admin_user_types (localpart,"
+                               " server_name, user_type) VALUES (%s, %s, %s)", (*who, value))
+                continue
+            if column not in _ACCOUNT_COLUMNS:
+                raise TypeError(f"unknown account field {column}")
+            if column == "account_type":
+                value = int(value)
+            # column is one of the fixed names above
+            yield Stmt(f"UPDATE userapi_accounts SET {column} = %s"  # noqa: S608
+                       " WHERE localpart = %s AND server_name = %s", (value, *who))
+
+    def password_hash(self, user: UserID) -> str | None:
+        row = self._blocking(self._one(
+            "SELECT password_hash FROM userapi_accounts WHERE localpart = %s"
+            " AND server_name = %s", (user.localpart, user.server_name)))
+        if row is None:
+            raise KeyError(user)
+        return None if row[0] is None else str(row[0])
+
+    def add_device(self, user: UserID, device: NewDevice) -> None:
+        self._blocking(self._add_device(user.localpart, user.server_name, device,
+                                        int(time.time() * 1000)))
+
+    def room_events(self, room_id: str) -> list[dict[str, Any]]:
+        rows = self._blocking(self._select(
+            "SELECT event_json FROM dendrite_admin_events WHERE room_id = %s"
+            " ORDER BY stream_ordering", (room_id,)))
+        return [json.loads(r[0]) for r in rows]
+
+    def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
+        row = self._blocking(self._one(
+            "SELECT content FROM dendrite_admin_account_data WHERE user_id = %s"
+            " AND room_id = %s AND type = 'm.tag'", (str(user), room_id)))
+        return {} if row is None else dict(json.loads(row[0])["tags"])
+
+    def count(self, table: str) -> int:
+        # table names come from the tests themselves
+        row = self._blocking(self._one(f"SELECT COUNT(*) FROM {table}", ()))  # noqa: S608
+        assert row is not None
+        return int(row[0])
+
+
+class SqliteForTests(_Helpers, SqliteStorage):
+    def _blocking(self, op: Op[T]) -> T:
+        # On the storage's own worker thread, so it sees (and orders with) every write.
+        assert self._executor is not None, "open the storage first"
+        return self._executor.submit(self._run_sync, op, True).result()
+
+
+class PostgresForTests(_Helpers, PostgresStorage):
+    def _blocking(self, op: Op[T]) -> T:
+        conn = psycopg2.connect(self.dsn, connect_timeout=5)
+        try:
+            with conn, conn.cursor() as cur:
+                return drive_sync(cur, self.dialect, op)
+        finally:
+            conn.close()
+
+
+async def make_storage(request: pytest.FixtureRequest, kind: str,
+                       folder: Path) -> AdminStorage:
+    """An opened storage of that kind (the caller closes it)."""
+    storage: AdminStorage
+    if kind == "memory":
+        storage = MemoryStorage()
+    elif kind == "sqlite":
+        storage = SqliteForTests(folder / "admin.db")
+    elif kind == "postgres":
+        dsn: str = request.getfixturevalue("pg_dsn")
+        storage = PostgresForTests(dsn, pool_size=4, connect_timeout=5,
+                                   statement_timeout=30)
+    else:
+        raise ValueError(kind)
+    await storage.open()
+    return storage
