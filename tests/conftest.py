@@ -146,20 +146,21 @@ from dendrite_admin_ext.storage.base import MembershipChange, NewRoom  # noqa: E
 from .host_storage import HostStorage  # noqa: E402
 
 
-@pytest.fixture(params=["storage", "host"])
-def room_storage(request: pytest.FixtureRequest, storage: AdminStorage) -> AdminStorage:
-    if request.param == "host":
-        if not isinstance(storage, MemoryStorage):
-            pytest.skip("the host implementation runs once, beside the memory backend")
-        return HostStorage()
-    return storage
+@pytest.fixture(params=[*BACKENDS, "host"])
+async def room_storage(request: pytest.FixtureRequest,
+                       tmp_path: Path) -> AsyncIterator[AdminStorage]:
+    st: AdminStorage = (HostStorage() if request.param == "host"
+                        else await make_storage(request, request.param, tmp_path))
+    yield st
+    await st.close()
 
 
 @pytest.fixture
-def room_harness_factory(harness_factory: HarnessFactory,
+def room_harness_factory(aiohttp_client: Any, schemas: Schemas,
                          room_storage: AdminStorage) -> HarnessFactory:
     async def factory(**overrides: Any) -> Harness:
-        return await harness_factory(storage_override=room_storage, **overrides)
+        app, ctx = make_host_app(make_config(schemas, **overrides), room_storage, schemas)
+        return Harness(await aiohttp_client(app), ctx, room_storage)
 
     return factory
 

@@ -401,7 +401,12 @@ class HostStorage:
         older = [e for e in self._audit if before_id is None or (e.id or 0) < before_id]
         return list(reversed(older))[:limit]
 
-    # -- for tests: what a host's own APIs would show -----------------------------------
+    # -- for tests: what a host's own APIs would do or show ----------------------------
+    def add_device(self, user: UserID, device: NewDevice) -> None:
+        self._accounts[str(user)].devices[device.device_id] = _Device(
+            device.access_token, device.display_name)
+        self._tokens[device.access_token] = (str(user), device.device_id)
+
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
         return list(self._logs.get(room_id, []))
 
