@@ -1,0 +1,500 @@
+"""The storage contract: every backend behaves like the in-memory reference.
+
+One suite, parametrised over memory, SQLite and PostgreSQL, covering every method of
+:class:`~dendrite_admin_ext.storage.base.AdminStorage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dendrite_admin_ext.errors import UserInUseError
+from dendrite_admin_ext.events import reference_event_id
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.base import (
+    AccountType,
+    Activity,
+    AdminStorage,
+    AuditEntry,
+    Connection,
+    Member,
+    MembershipChange,
+    NewAccount,
+    NewDevice,
+    NewRoom,
+    NoticeTxnKey,
+    Profile,
+)
+from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.sql import SqlStorage
+
+from .conftest import room_events, room_tags
+from .sql_backends import BACKENDS, make_storage
+
+SN = "contract.example"
+ALICE = UserID("alice", SN)
+BOB = UserID("bob", SN)
+SERVER_USER = f"@_server:{SN}"
+FAR = 10**13  # a timestamp far in the future
+
+
+@pytest.fixture(params=BACKENDS)
+async def st(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    storage = await make_storage(request, request.param, tmp_path)
+    yield storage
+    await storage.close()
+
+
+def account(localpart: str, kind: AccountType = AccountType.USER, **kw: Any) -> NewAccount:
+    return NewAccount(localpart, SN, kw.pop("password_hash", "hash-" + localpart), kind,
+                      kw.pop("created_ts", 1_000), **kw)
+
+
+async def make_room(st: AdminStorage, creator: str = SERVER_USER) -> str:
+    return await st.create_room(NewRoom(
+        creator=creator, room_version="10", create_content={"creator": creator},
+        initial_state=(
+            ("m.room.member", creator, {"membership": "join", "displayname": "Srv"}),
+            ("m.room.power_levels", "", {"users": {creator: 100}}),
+            ("m.room.join_rules", "", {"join_rule": "invite"}),
+        )))
+
+
+def joins(*user_ids: str, **names: str) -> list[MembershipChange]:
+    return [MembershipChange(u, u, {"membership": "join",
+                                    **({"displayname": names[u[1:].split(":")[0]]}
+                                       if u[1:].split(":")[0] in names else {})})
+            for u in user_ids]
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+async def test_ping_and_nested_open_close(st: AdminStorage) -> None:
+    await st.ping()
+    # The admin app opens a storage the host (here: the fixture) has opened already.
+    await st.open()
+    await st.close()
+    await st.ping()
+    await st.create_account(account("alice"), None)
+    assert await st.get_account(ALICE) is not None
+
+
+@pytest.mark.parametrize("kind", [b for b in BACKENDS if b != "memory"])
+async def test_data_survives_reopen_and_migrations_are_idempotent(
+        request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    first = await make_storage(request, kind, tmp_path)
+    await first.create_account(account("alice"), NewDevice("DEV", "tok-alice"))
+    await first.close()
+    # a second start (and a third, concurrently) finds the schema in place
+    again = [await make_storage(request, kind, tmp_path) for _ in range(2)]
+    try:
+        session = await again[1].get_session("tok-alice")
+        assert session is not None and session.device_id == "DEV"
+        assert isinstance(again[0], SqlStorage)
+        versions = await again[0]._run(again[0]._select(
+            "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
+        assert [v[0] for v in versions] == [1]
+    finally:
+        for s in again:
+            await s.close()
+
+
+# -- authentication ------------------------------------------------------------------------
+async def test_get_session(st: Any) -> None:
+    assert await st.get_session("nope") is None
+    await st.create_account(account("alice", AccountType.ADMIN), NewDevice("D1", "tok1"))
+    session = await st.get_session("tok1")
+    assert session is not None
+    assert (session.localpart, session.server_name, session.device_id) == ("alice", SN, "D1")
+    assert session.account_type is AccountType.ADMIN and session.is_deactivated is False
+    assert session.user_id == ALICE
+    # read fresh: a deactivation or demotion is seen at once
+    st.set_account_flags(ALICE, is_deactivated=True, account_type=AccountType.USER)
+    session = await st.get_session("tok1")
+    assert session is not None and session.is_deactivated is True
+    assert session.account_type is AccountType.USER
+
+
+async def test_record_activity_and_get_devices(st: Any) -> None:
+    await st.create_account(account("alice"), NewDevice("D1", "tok1", "phone"))
+    st.add_device(ALICE, NewDevice("D2", "tok2", None))
+    devices = await st.get_devices(ALICE)
+    assert [(d.device_id, d.display_name, d.connections) for d in devices] == [
+        ("D1", "phone", ()), ("D2", None, ())]
+
+    seen = [
+        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 5_000),
+        Activity("alice", SN, "D1", "10.0.0.2", "ua-1", 7_000),
+        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 6_000),  # newer for that pair
+        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 5_500),  # older: ignored
+        Activity("alice", SN, "D2", "10.0.0.3", "ua-2", 4_000),
+        Activity("alice", SN, "GONE", "10.0.0.9", "ua-9", 9_000),  # unknown device
+        Activity("carol", SN, "D1", "10.0.0.9", "ua-9", 9_000),  # unknown account
+    ]
+    await st.record_activity(seen)
+    await st.record_activity(seen)  # idempotent
+    await st.record_activity([Activity("alice", SN, "D1", "10.0.0.2", "ua-1", 1_000)])
+    await st.record_activity([])
+    devices = {d.device_id: d for d in await st.get_devices(ALICE)}
+    assert set(devices) == {"D1", "D2"}
+    assert devices["D1"].connections == (
+        Connection("10.0.0.2", "ua-1", 7_000), Connection("10.0.0.1", "ua-1", 6_000))
+    assert devices["D2"].connections == (Connection("10.0.0.3", "ua-2", 4_000),)
+    assert await st.get_devices(BOB) == []
+
+    # Re-adding a device id replaces the device: old token and sightings are gone.
+    st.add_device(ALICE, NewDevice("D1", "tok1-new", "tablet"))
+    assert await st.get_session("tok1") is None
+    assert (await st.get_session("tok1-new")) is not None
+    devices = {d.device_id: d for d in await st.get_devices(ALICE)}
+    assert devices["D1"].connections == () and devices["D1"].display_name == "tablet"
+    assert [d.device_id for d in await st.get_devices(ALICE)] == ["D2", "D1"]
+
+
+async def test_devices_of_users_are_separate(st: Any) -> None:
+    await st.create_account(account("alice"), NewDevice("SAME", "tok-a"))
+    await st.create_account(account("bob"), NewDevice("SAME", "tok-b"))
+    await st.record_activity([Activity("bob", SN, "SAME", "1.1.1.1", "b", 10)])
+    assert (await st.get_devices(ALICE))[0].connections == ()
+    assert (await st.get_devices(BOB))[0].connections == (Connection("1.1.1.1", "b", 10),)
+    session = await st.get_session("tok-b")
+    assert session is not None and session.user_id == BOB
+
+
+# -- accounts ------------------------------------------------------------------------------
+async def test_create_and_get_account(st: AdminStorage) -> None:
+    assert await st.get_account(ALICE) is None
+    await st.create_account(account("alice", AccountType.ADMIN, created_ts=42,
+                                    display_name="Alice", avatar_url="mxc://x/y",
+                                    user_type="bot"), None)
+    acc = await st.get_account(ALICE)
+    assert acc is not None
+    assert (acc.localpart, acc.server_name, acc.created_ts, acc.account_type) == (
+        "alice", SN, 42, AccountType.ADMIN)
+    assert (acc.is_deactivated, acc.appservice_id, acc.user_type) == (False, None, "bot")
+    assert await st.get_profile(ALICE) == Profile("Alice", "mxc://x/y")
+    assert await st.get_account(UserID("alice", "other.example")) is None
+    # no device was asked for
+    assert await st.get_devices(ALICE) == []
+
+    await st.create_account(account("bob", display_name=None), None)
+    bob = await st.get_account(BOB)
+    assert bob is not None and bob.user_type is None
+    assert await st.get_profile(BOB) == Profile(None, None)
+
+
+async def test_create_account_taken_is_atomic(st: Any) -> None:
+    await st.create_account(account("alice", password_hash="first"), NewDevice("D1", "t1"))
+    with pytest.raises(UserInUseError):
+        await st.create_account(account("alice", AccountType.ADMIN, password_hash="second",
+                                        display_name="Mallory"), NewDevice("D2", "t2"))
+    assert await st.get_session("t2") is None
+    assert await st.get_session("t1") is not None
+    assert st.password_hash(ALICE) == "first"
+    acc = await st.get_account(ALICE)
+    assert acc is not None and acc.account_type is AccountType.USER
+    assert await st.get_profile(ALICE) == Profile(None, None)
+
+
+async def test_concurrent_create_account_exactly_one_wins(st: AdminStorage) -> None:
+    async def attempt(i: int) -> bool:
+        try:
+            await st.create_account(account("racer", password_hash=f"h{i}"),
+                                    NewDevice(f"D{i}", f"race-{i}"))
+        except UserInUseError:
+            return False
+        return True
+
+    results = await asyncio.gather(*(attempt(i) for i in range(8)))
+    assert results.count(True) == 1
+    winner = results.index(True)
+    assert await st.get_session(f"race-{winner}") is not None
+    for i in range(8):
+        if i != winner:
+            assert await st.get_session(f"race-{i}") is None
+
+
+async def test_localpart_exists_case_insensitive(st: AdminStorage) -> None:
+    assert await st.localpart_exists("alice", SN) is False
+    await st.create_account(account("alice"), None)
+    assert await st.localpart_exists("alice", SN) is True
+    assert await st.localpart_exists("ALICE", SN) is True
+    assert await st.localpart_exists("aLiCe", SN) is True
+    assert await st.localpart_exists("alice", "other.example") is False
+    assert await st.localpart_exists("alic", SN) is False
+    assert await st.localpart_exists("alice_", SN) is False
+
+
+async def test_set_password_logout(st: Any) -> None:
+    await st.create_account(account("alice"), NewDevice("D1", "t1"))
+    st.add_device(ALICE, NewDevice("D2", "t2"))
+    st.add_device(ALICE, NewDevice("D3", "t3"))
+    await st.create_account(account("bob"), NewDevice("D1", "tb"))
+    await st.record_activity([Activity("alice", SN, "D2", "1.2.3.4", "ua", 5)])
+
+    await st.set_password(ALICE, "h-1", logout_devices=False)
+    assert st.password_hash(ALICE) == "h-1"
+    assert [await st.get_session(t) is not None for t in ("t1", "t2", "t3")] == [True] * 3
+
+    await st.set_password(ALICE, "h-2", logout_devices=True, keep_device_id="D2")
+    assert st.password_hash(ALICE) == "h-2"
+    assert [await st.get_session(t) is not None for t in ("t1", "t2", "t3")] == [
+        False, True, False]
+    devices = await st.get_devices(ALICE)
+    assert [d.device_id for d in devices] == ["D2"]
+    assert devices[0].connections == (Connection("1.2.3.4", "ua", 5),)
+
+    await st.set_password(ALICE, "h-3", logout_devices=True)
+    assert await st.get_session("t2") is None and await st.get_devices(ALICE) == []
+    assert await st.get_session("tb") is not None  # other users untouched
+    assert st.password_hash(BOB) == "hash-bob"
+    # unknown user: nothing happens, nothing raised
+    await st.set_password(UserID("nobody", SN), "h", logout_devices=True)
+
+
+async def test_profiles(st: AdminStorage) -> None:
+    assert await st.get_profile(ALICE) is None
+    await st.create_account(account("alice", display_name="A"), None)
+    await st.set_profile(ALICE, Profile("Alice", "mxc://a/b"))
+    assert await st.get_profile(ALICE) == Profile("Alice", "mxc://a/b")
+    await st.set_profile(ALICE, Profile(None, None))
+    assert await st.get_profile(ALICE) == Profile(None, None)
+    # the server-notices user may get a profile before (or without) an account row
+    await st.set_profile(UserID("_server", SN), Profile("Server Alerts", ""))
+    assert await st.get_profile(UserID("_server", SN)) == Profile("Server Alerts", "")
+
+
+# -- nonces --------------------------------------------------------------------------------
+async def test_nonce_single_use_and_expiry(st: AdminStorage) -> None:
+    now = int(time.time() * 1000)
+    await st.add_nonce("n-live", now + 60_000, 100)
+    await st.add_nonce("n-old", now - 1, 100)
+    assert await st.take_nonce("n-unknown", now) is False
+    assert await st.take_nonce("n-live", now) is True
+    assert await st.take_nonce("n-live", now) is False  # single use
+    assert await st.take_nonce("n-old", now) is False  # expired
+    await st.add_nonce("n-edge", 5_000, 100)
+    assert await st.take_nonce("n-edge", 5_000) is False  # expiry is exclusive
+    await st.add_nonce("n-edge2", 5_001, 100)
+    assert await st.take_nonce("n-edge2", 5_000) is True
+
+
+async def test_nonces_are_bounded_oldest_first(st: Any) -> None:
+    for i in range(5):
+        await st.add_nonce(f"n{i}", FAR, 3)
+    assert [await st.take_nonce(f"n{i}", 0) for i in range(5)] == [
+        False, False, True, True, True]
+    for i in range(300):
+        await st.add_nonce(f"m{i}", FAR, 10)
+    kept = len(st.nonces) if isinstance(st, MemoryStorage) else st.count(
+        "dendrite_admin_nonces")
+    assert kept <= 10
+    assert await st.take_nonce("m299", 0) is True
+
+
+# -- rooms ---------------------------------------------------------------------------------
+async def test_create_room_and_its_events(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    assert room_id.startswith("!") and room_id.endswith(":" + SN)
+    assert await st.room_exists(room_id) is True
+    assert await st.room_exists(f"!unknown:{SN}") is False
+    assert await st.get_membership(room_id, SERVER_USER) == "join"
+    assert await st.get_membership(room_id, f"@x:{SN}") is None
+    assert await st.get_membership(f"!unknown:{SN}", SERVER_USER) is None
+
+    events = room_events(st, room_id)
+    assert [(e["type"], e.get("state_key")) for e in events] == [
+        ("m.room.create", ""), ("m.room.member", SERVER_USER), ("m.room.power_levels", ""),
+        ("m.room.join_rules", "")]
+    assert events[0]["content"] == {"creator": SERVER_USER, "room_version": "10"}
+    for i, e in enumerate(events):
+        assert e["event_id"] == reference_event_id(e)
+        assert e["sender"] == SERVER_USER and e["room_id"] == room_id
+        assert e["depth"] == i + 1
+        assert e["prev_events"] == ([events[i - 1]["event_id"]] if i else [])
+
+    message = {"msgtype": "m.text", "body": "hi", "format": "org.matrix.custom.html",
+               "formatted_body": "<b>hi</b>"}
+    event_id = await st.send_event(room_id, SERVER_USER, "m.room.message", message)
+    last = room_events(st, room_id)[-1]
+    assert last["event_id"] == event_id and last["content"] == message
+    assert "state_key" not in last and last["prev_events"] == [events[-1]["event_id"]]
+    other = await make_room(st)
+    assert other != room_id and len(room_events(st, other)) == 4
+
+
+async def test_apply_memberships_and_paging(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    local = [f"@u{i:03d}:{SN}" for i in range(30)]
+    changes = joins(*local, u001="One") + joins("@zed:remote.example", "@aaa:remote.example")
+    changes.append(MembershipChange(SERVER_USER, f"@invited:{SN}", {"membership": "invite"}))
+    ids = await st.apply_memberships(room_id, changes)
+    assert len(ids) == len(changes) == len(set(ids))
+    events = room_events(st, room_id)
+    assert [e["event_id"] for e in events[-len(ids):]] == ids
+    assert await st.apply_memberships(room_id, []) == []
+
+    everyone = sorted([*local, SERVER_USER])
+    page = await st.get_local_joined_members(room_id, SN, after=None, limit=5)
+    assert [m.user_id for m in page] == everyone[:5]
+    # "@_server" sorts before "@u…" byte-wise ('_' < 'u')
+    assert page[0] == Member(SERVER_USER, "Srv", None)
+    assert Member(f"@u001:{SN}", "One", None) in page
+    collected: list[str] = []
+    after: str | None = None
+    while True:
+        page = await st.get_local_joined_members(room_id, SN, after=after, limit=7)
+        if not page:
+            break
+        collected += [m.user_id for m in page]
+        after = page[-1].user_id
+    assert collected == everyone  # no remote users, no invitees, no duplicates
+    assert await st.get_local_joined_members(room_id, SN, after=None, limit=0) == []
+    assert await st.get_local_joined_members(f"!nope:{SN}", SN, after=None, limit=5) == []
+    assert await st.get_local_joined_members(room_id, SN, after=everyone[-1], limit=5) == []
+
+    # leaves (as an evacuation sends them) remove members from the joined set
+    leaves = [MembershipChange(u, u, {"membership": "leave", "displayname": "x"})
+              for u in local[:10]]
+    await st.apply_memberships(room_id, leaves)
+    rest = await st.get_local_joined_members(room_id, SN, after=None, limit=100)
+    assert [m.user_id for m in rest] == sorted([*local[10:], SERVER_USER])
+    assert await st.get_membership(room_id, local[0]) == "leave"
+    assert await st.get_membership(room_id, f"@invited:{SN}") == "invite"
+    # re-joining puts them back
+    await st.apply_memberships(room_id, joins(local[0]))
+    assert local[0] in [m.user_id for m in await st.get_local_joined_members(
+        room_id, SN, after=None, limit=100)]
+
+
+async def test_member_order_is_bytewise(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    users = [f"@{lp}:{SN}" for lp in ("b", "a", "a.b", "a-b", "a_b", "a0", "z", "0", "=")]
+    await st.apply_memberships(room_id, joins(*users))
+    got = [m.user_id for m in await st.get_local_joined_members(room_id, SN, after=None,
+                                                                  limit=100)]
+    assert got == sorted([*users, SERVER_USER])
+
+
+async def test_large_batch(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    users = [f"@m{i:05d}:{SN}" for i in range(1_234)]
+    ids = await st.apply_memberships(room_id, joins(*users))
+    assert len(set(ids)) == 1_234
+    got = await st.get_local_joined_members(room_id, SN, after=users[600], limit=1_000)
+    assert [m.user_id for m in got] == users[601:]
+    await st.apply_memberships(room_id, [
+        MembershipChange(u, u, {"membership": "leave"}) for u in users[:700]])
+    left = await st.get_local_joined_members(room_id, SN, after=None, limit=10_000)
+    assert len(left) == 1_234 - 700 + 1
+
+
+async def test_repeated_target_in_one_batch(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    u = f"@flip:{SN}"
+    await st.apply_memberships(room_id, [
+        MembershipChange(SERVER_USER, u, {"membership": "invite"}),
+        MembershipChange(u, u, {"membership": "join", "displayname": "Flip"}),
+        MembershipChange(u, u, {"membership": "leave"}),
+    ])
+    assert await st.get_membership(room_id, u) == "leave"
+    assert room_events(st, room_id)[-1]["content"] == {"membership": "leave"}
+
+
+async def test_get_user_rooms(st: AdminStorage) -> None:
+    me = f"@alice:{SN}"
+    r_joined, r_invited, r_left, r_notice = [await make_room(st) for _ in range(4)]
+    await st.apply_memberships(r_joined, [MembershipChange(
+        me, me, {"membership": "join", "displayname": "Al", "avatar_url": "mxc://a/1"})])
+    await st.apply_memberships(r_invited, [
+        MembershipChange(SERVER_USER, me, {"membership": "invite"})])
+    await st.apply_memberships(r_left, [MembershipChange(me, me, {"membership": "join"}),
+                                        MembershipChange(me, me, {"membership": "leave"})])
+    await st.apply_memberships(r_notice, [
+        MembershipChange(SERVER_USER, me, {"membership": "invite"})])
+    await st.set_server_notice_room(ALICE, r_notice)
+    rooms = {r.room_id: r for r in await st.get_user_rooms(ALICE)}
+    assert set(rooms) == {r_joined, r_invited, r_notice}
+    assert (rooms[r_joined].membership, rooms[r_joined].is_server_notice_room) == (
+        "join", False)
+    assert (rooms[r_joined].display_name, rooms[r_joined].avatar_url) == ("Al", "mxc://a/1")
+    assert rooms[r_invited].membership == "invite"
+    assert (rooms[r_notice].membership, rooms[r_notice].is_server_notice_room) == (
+        "invite", True)
+    assert await st.get_user_rooms(BOB) == []
+
+
+async def test_room_tags(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    assert room_tags(st, ALICE, room_id) == {}
+    await st.set_room_tag(ALICE, room_id, "m.server_notice", {})
+    await st.set_room_tag(ALICE, room_id, "u.work", {"order": 0.5})
+    await st.set_room_tag(ALICE, room_id, "m.server_notice", {"order": 1})  # replaces
+    assert room_tags(st, ALICE, room_id) == {"m.server_notice": {"order": 1},
+                                             "u.work": {"order": 0.5}}
+    assert room_tags(st, BOB, room_id) == {}
+
+
+async def test_server_notice_room_record(st: AdminStorage) -> None:
+    assert await st.get_server_notice_room(ALICE) is None
+    await st.set_server_notice_room(ALICE, "!one:x")
+    await st.set_server_notice_room(BOB, "!bob:x")
+    await st.set_server_notice_room(ALICE, "!two:x")
+    assert await st.get_server_notice_room(ALICE) == "!two:x"
+    assert await st.get_server_notice_room(BOB) == "!bob:x"
+
+
+# -- notice transactions --------------------------------------------------------------------
+async def test_notice_txns(st: AdminStorage) -> None:
+    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "txn-1")
+    assert await st.get_notice_txn(key) is None
+    assert await st.put_notice_txn(key, "$first", 1_000) == "$first"
+    assert await st.put_notice_txn(key, "$second", 2_000) == "$first"
+    assert await st.get_notice_txn(key) == "$first"
+    other_device = NoticeTxnKey(key.user_id, "DEV2", "txn-1")
+    other_txn = NoticeTxnKey(key.user_id, "DEV", "txn-2")
+    assert await st.put_notice_txn(other_device, "$d2", 3_000) == "$d2"
+    assert await st.put_notice_txn(other_txn, "$t2", 5_000) == "$t2"
+
+    assert await st.purge_notice_txns(1_000) == 0  # strictly older only
+    assert await st.purge_notice_txns(3_001) == 2
+    assert await st.get_notice_txn(key) is None
+    assert await st.get_notice_txn(other_device) is None
+    assert await st.get_notice_txn(other_txn) == "$t2"
+    # once purged, the key is free again
+    assert await st.put_notice_txn(key, "$third", 6_000) == "$third"
+
+
+async def test_concurrent_put_notice_txn_keeps_one(st: AdminStorage) -> None:
+    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "race")
+    kept = await asyncio.gather(*(st.put_notice_txn(key, f"$e{i}", i) for i in range(6)))
+    assert len(set(kept)) == 1 and kept[0].startswith("$e")
+    assert await st.get_notice_txn(key) == kept[0]
+
+
+# -- audit ---------------------------------------------------------------------------------
+async def test_audit_entries(st: AdminStorage) -> None:
+    assert await st.get_audit_entries(before_id=None, limit=10) == []
+    for i in range(5):
+        await st.add_audit_entry(AuditEntry(
+            ts=100 + i, request_id=f"r{i}", requester=f"@admin:{SN}" if i else None,
+            action="resetPassword", target=f"@u{i}:{SN}", outcome="ok" if i % 2 else
+            "M_NOT_FOUND", detail={"i": i, "nested": {"x": [1, "y"]}}))
+    newest = await st.get_audit_entries(before_id=None, limit=2)
+    assert [e.request_id for e in newest] == ["r4", "r3"]
+    ids = [e.id for e in newest]
+    assert all(isinstance(i, int) for i in ids) and ids[0] is not None and ids[1] is not None
+    assert ids[0] > ids[1]
+    older = await st.get_audit_entries(before_id=ids[1], limit=10)
+    assert [e.request_id for e in older] == ["r2", "r1", "r0"]
+    e0 = older[-1]
+    assert (e0.ts, e0.requester, e0.action, e0.target, e0.outcome) == (
+        100, None, "resetPassword", f"@u0:{SN}", "M_NOT_FOUND")
+    assert dict(e0.detail) == {"i": 0, "nested": {"x": [1, "y"]}}
+    assert await st.get_audit_entries(before_id=None, limit=0) == []
+    assert await st.get_audit_entries(before_id=e0.id, limit=10) == []
