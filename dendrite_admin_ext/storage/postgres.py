@@ -89,6 +89,13 @@ class PostgresStorage(SqlStorage):
             return value
         except _UNAVAILABLE as exc:
             raise StorageUnavailableError(f"PostgreSQL failed: {exc}") from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling() == 0:
+                # Nobody cancelled us: aiopg turns the server's statement_timeout
+                # (QueryCanceledError) into CancelledError.
+                raise StorageUnavailableError("statement timed out") from None
+            raise
         except psycopg2.Error:
             healthy = await self._rolled_back(conn)
             raise
