@@ -13,6 +13,7 @@ is not joined or lacks power, …).
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import secrets
 import time
@@ -73,6 +74,12 @@ class _Projection:
 
 def _clock() -> int:
     return int(time.time() * 1000)
+
+
+async def _io() -> None:
+    """Where a real host would wait for its database: other requests run meanwhile,
+    which is what makes the admin API's in-process serialisation observable."""
+    await asyncio.sleep(0)
 
 
 def _text(value: Any) -> str | None:
@@ -304,11 +311,13 @@ class HostStorage:
 
     # -- rooms: the protocol ------------------------------------------------------------
     async def room_exists(self, room_id: str) -> bool:
+        await _io()
         return ("m.room.create", "") in self._state(room_id)
 
     async def get_local_joined_members(
         self, room_id: str, server_name: str, *, after: str | None, limit: int
     ) -> list[Member]:
+        await _io()
         suffix = ":" + server_name
         joined = (
             (user_id, event) for (event_type, user_id), event in self._state(room_id).items()
@@ -321,6 +330,7 @@ class HostStorage:
                 for user_id, event in heapq.nsmallest(limit, joined, key=lambda p: p[0])]
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
+        await _io()
         user_id = str(user)
         out = []
         for room_id in self._logs:
@@ -334,11 +344,13 @@ class HostStorage:
         return out
 
     async def get_membership(self, room_id: str, user_id: str) -> str | None:
+        await _io()
         return self._membership(room_id, user_id)
 
     async def apply_memberships(
         self, room_id: str, changes: Sequence[MembershipChange]
     ) -> list[str]:
+        await _io()
         if room_id not in self._logs:
             raise KeyError(room_id)
         with self._transaction(room_id):
@@ -346,6 +358,7 @@ class HostStorage:
                     for c in changes]
 
     async def create_room(self, room: NewRoom) -> str:
+        await _io()
         server_name = room.creator.partition(":")[2]
         room_id = f"!{secrets.token_urlsafe(12)}:{server_name}"
         self._logs[room_id] = []
@@ -363,30 +376,37 @@ class HostStorage:
     async def send_event(
         self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
     ) -> str:
+        await _io()
         return self._append(room_id, sender, event_type, content)
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
     ) -> None:
+        await _io()
         data = self._account_data.setdefault((str(user), room_id, "m.tag"), {"tags": {}})
         data["tags"][tag] = dict(content)
 
     async def get_server_notice_room(self, user: UserID) -> str | None:
+        await _io()
         return self._notice_rooms.get(str(user))
 
     async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+        await _io()
         self._notice_rooms[str(user)] = room_id
 
     # -- notice transactions --------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
+        await _io()
         found = self._txns.get((key.user_id, key.device_id, key.txn_id))
         return found[0] if found else None
 
     async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
+        await _io()
         return self._txns.setdefault((key.user_id, key.device_id, key.txn_id),
                                      (event_id, ts))[0]
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
+        await _io()
         before = len(self._txns)
         self._txns = {k: v for k, v in self._txns.items() if v[1] >= older_than_ts}
         return before - len(self._txns)
