@@ -2,23 +2,33 @@
 
 The admin paths live under four prefixes, so the API is mounted as one sub-application
 per prefix.  They share one :class:`~.context.AdminContext`; each carries the same
-middleware stack (CORS → errors → auth), which therefore applies to admin paths only.
+middleware stack, which therefore applies to admin paths only:
+
+request id + access log → CORS → errors → rate limit → audit → timeout → auth → handler
+
+The audit sits inside the error renderer (it sees the exception, hence the errcode) and
+outside auth (refusals are recorded); rate-limited requests are not recorded.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
+from .audit import Audited, audit_middleware
 from .auth import Access, auth_middleware
 from .config import Config
 from .context import CONTEXT_KEY, AdminContext, now_ms
 from .errors import error_middleware
+from .limits import RateLimiter, rate_limit_middleware, timeout_middleware
+from .observability import request_id_middleware
+from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .routes import PREFIXES, RouteSpec, enabled_routes
 from .storage.base import AdminStorage
@@ -50,17 +60,32 @@ def cors_middleware(enabled: bool) -> Middleware:
     return middleware
 
 
-def _build_subapp(ctx: AdminContext, routes: list[RouteSpec]) -> web.Application:
+def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimiter,
+                  openapi: dict[str, Any]) -> web.Application:
+    http = ctx.config.http
     access: dict[AbstractRoute, Access] = {}
+    audited: dict[AbstractRoute, Audited] = {}
+    quiet: dict[AbstractRoute, bool] = {}
+    limited: set[AbstractRoute] = set()
     sub = web.Application(middlewares=[
-        cors_middleware(ctx.config.http.cors),
+        request_id_middleware(http.record_client_ip, quiet),
+        cors_middleware(http.cors),
         error_middleware,
+        rate_limit_middleware(limiter, limited),
+        audit_middleware(ctx, audited),
+        timeout_middleware(http.request_timeout),
         auth_middleware(ctx, access),
     ])
     sub[CONTEXT_KEY] = ctx
+    sub[OPENAPI_KEY] = openapi
     for spec in routes:
         route = sub.router.add_route(spec.method, spec.path, spec.handler)
         access[route] = spec.access
+        quiet[route] = spec.quiet
+        if spec.audit is not None:
+            audited[route] = spec.audit
+        if spec.rate_limited:
+            limited.add(route)
     return sub
 
 
@@ -106,16 +131,25 @@ def setup_admin(
         storage=storage,
         schemas=schemas or load_schemas(),
         hasher=PasswordHasher(config.passwords.bcrypt_cost,
-                              config.passwords.max_concurrent_hashes),
+                              config.passwords.max_concurrent_hashes,
+                              config.passwords.max_queued_hashes),
         activity=ActivityTracker(storage, config.http.activity_flush_interval),
         clock=clock,
     )
+    from . import __version__  # here: the package __init__ imports this module
+
+    routes = enabled_routes(config)
+    openapi = build_openapi(routes, ctx.schemas, version=__version__,
+                            query_token=config.http.access_token_query_param)
+    rate = config.registration.rate_limit
+    limiter = RateLimiter(rate.per_second, rate.burst)
     by_prefix: dict[str, list[RouteSpec]] = defaultdict(list)
-    for spec in enabled_routes(config):
+    for spec in routes:
         by_prefix[spec.prefix].append(spec)
     for prefix in PREFIXES:
         # Every prefix is mounted even when empty, so unknown paths under it still get
         # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
-        app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, [])))
+        app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
+                                             openapi))
     app.cleanup_ctx.append(_lifecycle(ctx, manage_storage))
     return ctx

@@ -93,12 +93,13 @@ def auth_middleware(
         session = await ctx.storage.get_session(token)
         if session is None or session.is_deactivated:
             raise UnknownToken()
+        requester = Requester(session.user_id, session.device_id, session.account_type)
+        # Set before the access checks so the audit trail names who was refused.
+        request[REQUESTER_KEY] = requester
         if session.account_type == AccountType.GUEST:
             raise GuestAccessForbidden("Guest access not allowed")
         if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
             raise Forbidden("This API can only be used by admin users.")
-        requester = Requester(session.user_id, session.device_id, session.account_type)
-        request[REQUESTER_KEY] = requester
         ctx.activity.note(
             requester.user, requester.device_id,
             (request.remote or "") if record_ip else "",

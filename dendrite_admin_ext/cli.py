@@ -1,13 +1,13 @@
 """Command line: ``serve`` runs the standalone server; ``register-user`` performs
 shared-secret registration against a running server, with the flags of Synapse's
-``register_new_matrix_user``; ``check-config`` validates a config file."""
+``register_new_matrix_user``; ``check-config`` validates a config file; ``openapi``
+prints the OpenAPI document of the routes a config enables."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
 import json
-import logging
 import sys
 import urllib.error
 import urllib.request
@@ -22,19 +22,27 @@ __all__ = ["main"]
 _DEFAULT_URL = "http://localhost:8008"
 
 
-def _configure_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.logging.level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from .observability import configure_logging
     from .server import run_server
 
     config = load_config(args.config)
-    _configure_logging(config)
+    configure_logging(config.logging)
     run_server(config)
+    return 0
+
+
+def _cmd_openapi(args: argparse.Namespace) -> int:
+    from . import __version__
+    from .openapi import build_openapi
+    from .routes import enabled_routes
+    from .validation import load_schemas
+
+    config = (load_config(args.config) if args.config
+              else Config(server_name="example.org"))
+    doc = build_openapi(enabled_routes(config), load_schemas(), version=__version__,
+                        query_token=config.http.access_token_query_param)
+    print(json.dumps(doc, indent=2))
     return 0
 
 
@@ -163,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("--config", "-c", required=True, metavar="FILE")
     check.set_defaults(func=_cmd_check_config)
+
+    api = sub.add_parser("openapi", help="print the OpenAPI 3.1 document",
+                         description="Print the OpenAPI 3.1 document of the routes the "
+                                     "configuration enables (default: the defaults).")
+    api.add_argument("--config", "-c", metavar="FILE")
+    api.set_defaults(func=_cmd_openapi)
 
     reg = sub.add_parser(
         "register-user", help="register an account with the shared secret",

@@ -99,6 +99,7 @@ class PasswordConfig:
     min_length: int = 8
     max_length: int = 512
     max_concurrent_hashes: int = 2
+    max_queued_hashes: int = 64
 
 
 @dataclass(frozen=True)

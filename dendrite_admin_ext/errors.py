@@ -37,6 +37,7 @@ __all__ = [
     "UserInUseError",
     "WeakPassword",
     "error_middleware",
+    "from_http_exception",
     "json_error",
 ]
 
@@ -180,7 +181,8 @@ def json_error(
     return web.json_response(dict(body), status=status, headers=dict(headers or {}))
 
 
-def _from_http_exception(exc: web.HTTPException) -> MatrixError:
+def from_http_exception(exc: web.HTTPException) -> MatrixError:
+    """The Matrix error for one of aiohttp's own HTTP errors (404, 405, 413, …)."""
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return Unrecognized(
             f"Method {exc.method} is not allowed here",
@@ -207,7 +209,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _from_http_exception(exc).response()
+        return from_http_exception(exc).response()
     except StorageUnavailableError as exc:
         log.warning("storage unavailable during %s %s: %s",
                     request.method, request.rel_url.path, type(exc).__name__)

@@ -2,7 +2,9 @@
 
 bcrypt at cost 12 takes ~250 ms of CPU: run on the loop it would stall every other
 request of the homeserver.  Hashes run in a small dedicated thread pool (bcrypt releases
-the GIL), behind a semaphore so that a burst queues instead of spawning threads.
+the GIL), behind a semaphore so that a burst queues instead of spawning threads; the
+queue itself is bounded (``max_queued``), beyond it a request gets 503 with Retry-After
+at once instead of holding a connection and memory for minutes.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import bcrypt
 
 from .config import PasswordConfig
-from .errors import BadJson, MissingParam, WeakPassword
+from .errors import BadJson, MissingParam, ServiceUnavailable, WeakPassword
 
 __all__ = ["PasswordHasher", "check_password_policy"]
 
@@ -35,9 +37,11 @@ def check_password_policy(password: object, policy: PasswordConfig) -> str:
 
 
 class PasswordHasher:
-    def __init__(self, cost: int = 12, max_concurrent: int = 2) -> None:
+    def __init__(self, cost: int = 12, max_concurrent: int = 2, max_queued: int = 64) -> None:
         self.cost = cost
         self.max_concurrent = max_concurrent
+        self.max_queued = max_queued
+        self._in_flight = 0  # hashing now, or waiting for the semaphore
         self._executor: ThreadPoolExecutor | None = None
         self._semaphore: asyncio.Semaphore | None = None
 
@@ -67,18 +71,32 @@ class PasswordHasher:
         if self._executor is None or self._semaphore is None:
             self.start()
         assert self._executor is not None and self._semaphore is not None
-        async with self._semaphore:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.hash_sync, password)
+        self._admit()
+        try:
+            async with self._semaphore:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, self.hash_sync, password)
+        finally:
+            self._in_flight -= 1
 
     async def verify(self, password: str, hashed: str) -> bool:
         if self._executor is None or self._semaphore is None:
             self.start()
         assert self._executor is not None and self._semaphore is not None
-        async with self._semaphore:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, self.verify_sync,
-                                              password, hashed)
+        self._admit()
+        try:
+            async with self._semaphore:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, self.verify_sync,
+                                                  password, hashed)
+        finally:
+            self._in_flight -= 1
+
+    def _admit(self) -> None:
+        if self._in_flight >= self.max_concurrent + self.max_queued:
+            raise ServiceUnavailable("Too many password hashes in progress, try again shortly",
+                                     retry_after_s=1)
+        self._in_flight += 1
 
 
 def constant_time_equals(a: str, b: str) -> bool:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp.typedefs import Handler
 
+from .audit import Audited
 from .auth import Access
 from .config import Config
-from .handlers import notices, registration, rooms, users
+from .handlers import admin, notices, registration, rooms, users
 
 __all__ = ["PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
 
@@ -38,6 +40,14 @@ class RouteSpec:
     feature: str
     summary: str
     body_schema: str | None = None
+    # Recorded in the audit trail (state-changing actions), and how to find the target.
+    audit: Audited | None = None
+    # Per-client-IP rate limit (registration.rate_limit): unauthenticated endpoints.
+    rate_limited: bool = False
+    # Query parameters for the OpenAPI document: (name, JSON Schema).
+    query: tuple[tuple[str, dict[str, Any]], ...] = ()
+    # Access log at DEBUG instead of INFO (polled endpoints).
+    quiet: bool = False
 
     @property
     def full_path(self) -> str:
@@ -50,34 +60,49 @@ _FEATURES: dict[str, Callable[[Config], bool]] = {
     "register": lambda c: c.registration.enabled,
     "evacuate": lambda c: c.endpoints.evacuate,
     "server_notices": lambda c: c.server_notices.enabled,
+    "audit": lambda c: c.endpoints.audit,
+    "openapi": lambda c: c.endpoints.openapi,
+    "health": lambda c: c.endpoints.health,
 }
 
 ROUTES: list[RouteSpec] = [
     RouteSpec(DENDRITE, "POST", "/resetPassword/{user:.+}", users.reset_password,
               Access.ADMIN, "reset_password", "Reset a local user's password",
-              "reset_password"),
+              "reset_password", audit=Audited("resetPassword", path_param="user")),
     *(RouteSpec(DENDRITE, method, f"/evacuateRoom/{_ROOM}", rooms.evacuate_room,
-                Access.ADMIN, "evacuate", "Part every local member from a room")
+                Access.ADMIN, "evacuate", "Part every local member from a room",
+                audit=Audited("evacuateRoom", path_param="room_id"))
       for method in ("GET", "POST")),
     *(RouteSpec(DENDRITE, method, f"/evacuateUser/{_USER}", rooms.evacuate_user,
                 Access.ADMIN, "evacuate",
-                "Part a local user from every room and reject their invites")
+                "Part a local user from every room and reject their invites",
+                audit=Audited("evacuateUser", path_param="user_id"))
       for method in ("GET", "POST")),
     RouteSpec(SYNAPSE, "POST", "/v1/send_server_notice", notices.send_notice, Access.ADMIN,
-              "server_notices", "Send a server notice to a local user", "server_notice"),
+              "server_notices", "Send a server notice to a local user", "server_notice",
+              audit=Audited("sendServerNotice", body_key="user_id")),
     RouteSpec(SYNAPSE, "PUT", "/v1/send_server_notice/{txn_id}", notices.send_notice_txn,
               Access.ADMIN, "server_notices",
-              "Send a server notice, idempotent per transaction id", "server_notice"),
+              "Send a server notice, idempotent per transaction id", "server_notice",
+              audit=Audited("sendServerNotice", body_key="user_id")),
     RouteSpec(SYNAPSE, "GET", "/v1/register", registration.get_nonce, Access.PUBLIC,
-              "register", "Get a nonce for shared-secret registration"),
+              "register", "Get a nonce for shared-secret registration", rate_limited=True),
     RouteSpec(SYNAPSE, "POST", "/v1/register", registration.post_register, Access.PUBLIC,
-              "register", "Register an account with the shared secret", "register"),
+              "register", "Register an account with the shared secret", "register",
+              audit=Audited("register", body_key="username"), rate_limited=True),
     RouteSpec(SYNAPSE, "GET", f"/v1/whois/{_USER}", users.whois, Access.USER, "whois",
               "Who is connected as this user (self or admin)"),
     RouteSpec(CLIENT_V3, "GET", f"/whois/{_USER}", users.whois, Access.USER, "whois",
               "Who is connected as this user (self or admin)"),
     RouteSpec(CLIENT_R0, "GET", f"/whois/{_USER}", users.whois, Access.USER, "whois",
               "Who is connected as this user (self or admin)"),
+    RouteSpec(DENDRITE, "GET", "/health", admin.health, Access.PUBLIC, "health",
+              "Liveness and database reachability (no auth)", quiet=True),
+    RouteSpec(DENDRITE, "GET", "/openapi.json", admin.openapi_json, Access.ADMIN, "openapi",
+              "This API's OpenAPI 3.1 document"),
+    RouteSpec(DENDRITE, "GET", "/auditLog", admin.audit_log, Access.ADMIN, "audit",
+              "The audit trail of state-changing admin actions, newest first",
+              query=admin.AUDIT_QUERY),
 ]
 
 

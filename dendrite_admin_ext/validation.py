@@ -27,6 +27,7 @@ from .errors import BadJson, MatrixError, MissingParam, NotJson, TooLarge
 from .identifiers import is_valid_server_name, parse_room_id, parse_user_id
 
 __all__ = [
+    "JSON_BODY_KEY",
     "SCHEMA_BASE",
     "Schemas",
     "first_error",
@@ -187,6 +188,11 @@ async def read_json_body(request: web.Request, validator: Draft202012Validator,
         if size > max_size:
             raise TooLarge(f"Request body is larger than {max_size} bytes")
         chunks.append(chunk)
-    return check_body(validator, parse_json_bytes(b"".join(chunks)))
+    body = parse_json_bytes(b"".join(chunks))
+    request[JSON_BODY_KEY] = body  # for the audit trail, which picks the target from it
+    return check_body(validator, body)
+
+
+JSON_BODY_KEY = web.RequestKey("dendrite_admin_ext.json_body", object)
 
 

@@ -16,6 +16,8 @@ from dendrite_admin_ext.storage.memory import MemoryStorage
 from .conftest import SECRET, Harness, HarnessFactory
 
 URL = "/_synapse/admin/v1/register"
+# For tests that fire more requests than the default burst on purpose.
+NO_RATE_LIMIT: dict[str, Any] = {"rate_limit": {"per_second": 0}}
 VECTOR_NONCE = ("759f047f312b99ff428b21d581256f8592b8976e58bc1b543972dc6147e529a79657605b52d7"
                 "becd160ff5137f3de11975684319187e06901955f79e5a6c5a79")
 
@@ -52,7 +54,8 @@ async def signed(h: Harness, username: str = "alice", password: str = "wonderlan
     return body
 
 
-async def test_nonce_is_long_hex_and_unique(h: Harness) -> None:
+async def test_nonce_is_long_hex_and_unique(harness_factory: HarnessFactory) -> None:
+    h = await harness_factory(registration=NO_RATE_LIMIT)
     values = {await nonce(h) for _ in range(20)}
     assert len(values) == 20
     for v in values:
@@ -120,7 +123,8 @@ async def test_nonce_expires(harness_factory: HarnessFactory) -> None:
 
 async def test_nonces_bounded(harness_factory: HarnessFactory) -> None:
     storage = MemoryStorage()
-    h = await harness_factory(storage_override=storage, registration={"max_nonces": 5})
+    h = await harness_factory(storage_override=storage,
+                              registration={"max_nonces": 5, **NO_RATE_LIMIT})
     first = await signed(h)
     for _ in range(20):
         await nonce(h)
@@ -251,7 +255,9 @@ async def test_device_id_and_name(h: Harness) -> None:
     assert [(d.device_id, d.display_name) for d in devices] == [("MYDEVICE", "Laptop")]
 
 
-async def test_concurrent_duplicate_registration_one_wins(h: Harness) -> None:
+async def test_concurrent_duplicate_registration_one_wins(
+        harness_factory: HarnessFactory) -> None:
+    h = await harness_factory(registration=NO_RATE_LIMIT)
     bodies = [await signed(h, "racer") for _ in range(8)]
     results = await asyncio.gather(*(h.client.post(URL, json=b) for b in bodies))
     statuses = sorted(r.status for r in results)

@@ -1,0 +1,134 @@
+"""The audit trail of state-changing admin actions.
+
+Driven by the route table: a route whose :class:`~.routes.RouteSpec` carries an
+:class:`Audited` is recorded by :func:`audit_middleware` — successes and refusals alike
+(401, 403, 4xx, 5xx), with time, requester, action, target, outcome (``ok`` or the
+errcode) and request id — to the log (logger ``dendrite_admin_ext.audit``, structured)
+and to storage (:meth:`~.storage.base.AdminStorage.add_audit_entry`).  Handlers need no
+change.  Only the target is taken from a request: a path parameter or one named key of
+the JSON body, so no secret (password, token, MAC, nonce) can reach the trail.
+
+Requests refused by the rate limiter are not recorded (they run outside this
+middleware): a flood would otherwise turn into a flood of writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from .auth import REQUESTER_KEY
+from .context import AdminContext
+from .errors import InternalError, MatrixError, StorageUnavailableError, from_http_exception
+from .observability import get_request_id
+from .storage.base import AuditEntry
+from .validation import JSON_BODY_KEY
+
+__all__ = ["Audited", "audit_middleware", "entry_to_json"]
+
+log = logging.getLogger("dendrite_admin_ext.audit")
+
+_MAX_TARGET = 255
+
+
+@dataclass(frozen=True)
+class Audited:
+    """How to audit a route: the action's name, and where its target is — a path
+    parameter (``path_param``) or a top-level string of the JSON body (``body_key``)."""
+
+    action: str
+    path_param: str | None = None
+    body_key: str | None = None
+
+    def target(self, request: web.Request) -> str | None:
+        value: object = None
+        if self.path_param is not None:
+            value = request.match_info.get(self.path_param)
+        elif self.body_key is not None:
+            body = request.get(JSON_BODY_KEY)
+            if isinstance(body, Mapping):
+                value = body.get(self.body_key)
+        if not isinstance(value, str):
+            return None
+        return value[:_MAX_TARGET]
+
+
+def _outcome(exc: BaseException) -> tuple[str, int]:
+    if isinstance(exc, asyncio.CancelledError):
+        return "M_UNKNOWN", 499  # client gone or server stopping; the work may be done
+    if isinstance(exc, MatrixError):
+        return exc.errcode, exc.http_status
+    if isinstance(exc, web.HTTPException):
+        err = from_http_exception(exc)
+        return err.errcode, err.http_status
+    if isinstance(exc, StorageUnavailableError):
+        return "M_UNKNOWN", 503
+    return InternalError.errcode, InternalError.status
+
+
+def audit_middleware(ctx: AdminContext, audited: Mapping[AbstractRoute, Audited]
+                     ) -> Middleware:
+    record_ip = ctx.config.http.record_client_ip
+
+    async def record(request: web.Request, spec: Audited, outcome: str, status: int
+                     ) -> None:
+        requester = request.get(REQUESTER_KEY)
+        detail: dict[str, Any] = {"method": request.method, "status": status}
+        if record_ip and request.remote:
+            detail["ip"] = request.remote
+        entry = AuditEntry(
+            ts=ctx.clock(),
+            request_id=get_request_id(request),
+            requester=requester.user_id if requester is not None else None,
+            action=spec.action,
+            target=spec.target(request),
+            outcome=outcome,
+            detail=detail,
+        )
+        log.info("audit %s target=%s requester=%s outcome=%s", entry.action,
+                 entry.target, entry.requester or "-", entry.outcome,
+                 extra={"fields": {"audit": entry_to_json(entry)}})
+        try:
+            await ctx.storage.add_audit_entry(entry)
+        except Exception:
+            # The action itself is done (or refused); failing the response now would
+            # tell the client it did not happen.  The log line above still has it.
+            log.exception("could not store the audit entry for request %s",
+                          entry.request_id)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        spec = audited.get(request.match_info.route)
+        if spec is None:
+            return await handler(request)
+        try:
+            response = await handler(request)
+        except BaseException as exc:
+            outcome, status = _outcome(exc)
+            await record(request, spec, outcome, status)
+            raise
+        await record(request, spec, "ok" if response.status < 400 else "M_UNKNOWN",
+                     response.status)
+        return response
+
+    return middleware
+
+
+def entry_to_json(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "ts": entry.ts,
+        "request_id": entry.request_id,
+        "requester": entry.requester,
+        "action": entry.action,
+        "target": entry.target,
+        "outcome": entry.outcome,
+        "detail": dict(entry.detail),
+    }
