@@ -1,0 +1,572 @@
+"""Benchmarks of the admin API, each figure against a reference measured in the same run.
+
+    python -m tests.benchmarks.run            # full run (~15 min); writes RESULTS.md
+    python -m tests.benchmarks.run --quick    # shorter rounds and smaller rooms
+    python -m tests.benchmarks.run --smoke    # seconds; only checks that it all works
+    python -m tests.benchmarks.run --only whois,health --backends memory,sqlite
+
+Run from the repository root.  Every server is a separate process on a loopback port
+(``tests/benchmarks/server.py``: the real standalone app, or the ceiling — a bare aiohttp
+JSON handler started the same way), and load comes from other processes
+(``tests/benchmarks/loadgen.py``).  PostgreSQL is a throw-away cluster started like the
+tests start theirs (``tests/postgres.py``); without PostgreSQL binaries its rows are
+skipped.  Measurements alternate between a figure and its reference, round after round,
+and the table shows medians, so a noisy shared machine moves both alike.
+
+Figures (targets from issue 6):
+
+* whois rps and p50/p99 per backend vs the ceiling: memory >= 0.80, SQLite >= 0.50,
+  PostgreSQL >= 0.35 of the ceiling's rps.
+* event-loop health: whois p99 while 16 bcrypt-cost-12 password resets are in flight
+  (<= 25 ms), and the same with hashing forced onto the event loop.
+* evacuateRoom on PostgreSQL, 10k and 50k local members: time ratio <= 5.5, peak RSS
+  growth <= 150 MB.
+* nonce flood, 200k GETs per backend: RSS growth <= 50 MB, stored nonces bounded.
+* send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dendrite_admin_ext.storage.base import MembershipChange, NewRoom
+
+from ..standalone import Server, write_config
+from .server import ADMIN, ADMIN_TOKEN, NOTIFIED
+
+__all__ = ["PROFILES", "main"]
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVER_NAME = "bench.example"
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    rounds: int
+    duration: float  # seconds measured per load run
+    warmup: float
+    concurrency: int
+    health_duration: float
+    nonce_count: int
+    evac_sizes: tuple[int, int]
+    evac_rounds: int
+
+
+PROFILES = {
+    "full": Profile("full", 5, 3.0, 0.5, 32, 4.0, 200_000, (10_000, 50_000), 3),
+    "quick": Profile("quick", 3, 1.0, 0.3, 32, 2.0, 20_000, (2_000, 10_000), 1),
+    "smoke": Profile("smoke", 1, 0.2, 0.05, 4, 0.3, 300, (40, 200), 1),
+}
+
+
+@dataclass
+class Row:
+    figure: str
+    value: str
+    reference: str
+    ratio: str
+    target: str
+    ok: bool | None  # None: no target
+
+    def cells(self) -> list[str]:
+        verdict = "" if self.ok is None else ("ok" if self.ok else "MISSED")
+        return [self.figure, self.value, self.reference, self.ratio, self.target, verdict]
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        print("  " + " | ".join(row.cells()), flush=True)
+
+    def table(self) -> str:
+        head = ["figure", "measured", "reference", "ratio", "target", ""]
+        cells = [head, *(r.cells() for r in self.rows)]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+
+        def line(row: list[str]) -> str:
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+        sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+        return "\n".join([line(head), sep, *(line(r) for r in cells[1:])])
+
+
+# -- processes ----------------------------------------------------------------------------
+
+def _env() -> dict[str, str]:
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+
+
+def bench_server(folder: Path, *, ceiling: bool = False, hash_on_loop: bool = False,
+                 **overrides: Any) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    raw: dict[str, Any] = {
+        "server_name": SERVER_NAME,
+        "logging": {"level": "WARNING"},
+        "passwords": {"bcrypt_cost": 12},
+        "registration": {"rate_limit": {"per_second": 0}},
+        **overrides,
+    }
+    config = write_config(folder, **raw)
+    flags = [*(["--ceiling"] if ceiling else []), *(["--hash-on-loop"] if hash_on_loop else [])]
+    server = Server(config, command=[sys.executable, "-m", "tests.benchmarks.server", *flags])
+    os.environ.update(_env())  # Server passes os.environ on to the child
+    return server
+
+
+@contextlib.contextmanager
+def serving(server: Server) -> Iterator[Server]:
+    server.start(timeout=120)
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.stop()
+
+
+def port_of(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def loadgen_args(server: Server, path: str, *, method: str = "GET",
+                 body: dict[str, Any] | None = None, token: str | None = ADMIN_TOKEN,
+                 concurrency: int, duration: float | None = None, warmup: float = 0.0,
+                 count: int | None = None) -> list[str]:
+    args = [sys.executable, "-m", "tests.benchmarks.loadgen", "--port", str(port_of(server)),
+            "--path", path, "--method", method, "--concurrency", str(concurrency),
+            "--warmup", str(warmup)]
+    if token is not None:
+        args += ["--header", f"Authorization: Bearer {token}"]
+    if body is not None:
+        args += ["--body", json.dumps(body)]
+    args += ["--duration", str(duration)] if duration is not None else ["--count", str(count)]
+    return args
+
+
+def load(args: list[str]) -> dict[str, Any]:
+    out = subprocess.run(args, capture_output=True, text=True, env=_env(), cwd=ROOT,
+                         timeout=3600, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{out.stderr}")
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def errors_of(result: dict[str, Any]) -> int:
+    return sum(n for status, n in result["statuses"].items() if not status.startswith("2"))
+
+
+def rss_kib(pid: int, field_name: str = "VmRSS") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field_name} not in /proc/{pid}/status")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def pid_of(server: Server) -> int:
+    assert server.proc is not None
+    return server.proc.pid
+
+
+def http(server: Server, method: str, path: str, body: dict[str, Any] | None = None,
+         timeout: float = 1800) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(server.url + path, data=data, method=method,
+                                 headers={"Authorization": f"Bearer {ADMIN_TOKEN}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+def med(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+# -- backends -------------------------------------------------------------------------------
+
+class Backends:
+    """Database settings for a fresh admin server per backend; owns the throw-away
+    PostgreSQL cluster when one is needed."""
+
+    def __init__(self, names: Sequence[str], folder: Path, report: Report) -> None:
+        self.names = list(names)
+        self.folder = folder
+        self.report = report
+        self._stack = contextlib.ExitStack()
+        self._pg: Any = None
+        self._n = 0
+
+    def __enter__(self) -> Backends:
+        if "postgres" in self.names:
+            try:
+                self._start_postgres()
+            except BaseException as exc:  # pytest.skip raises a BaseException
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                self.names.remove("postgres")
+                self.report.notes.append(f"PostgreSQL skipped: {exc}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def _start_postgres(self) -> None:
+        from ..postgres import PgServer, local_cluster
+
+        cluster = self._stack.enter_context(local_cluster())
+        self._pg = PgServer(cluster.dsn)
+        self._stack.callback(self._pg.close)
+        version = subprocess.run([str(cluster.bin_dir / "postgres"), "--version"],
+                                 capture_output=True, text=True, check=False).stdout.strip()
+        self.report.notes.append(f"PostgreSQL: {version}, throw-away cluster on loopback "
+                                 "(fsync and synchronous_commit off)")
+
+    def database(self, name: str) -> dict[str, Any]:
+        self._n += 1
+        if name == "memory":
+            return {"backend": "memory"}
+        if name == "sqlite":
+            return {"backend": "sqlite", "path": str(self.folder / f"bench{self._n}.db")}
+        if name == "postgres":
+            return {"backend": "postgres", "dsn": self.pg_dsn(), "pool_size": 10}
+        raise ValueError(name)
+
+    def pg_dsn(self) -> str:
+        assert self._pg is not None
+        dsn: str = self._pg.dsn_for(self._pg.new_database())
+        return dsn
+
+    def nonce_count(self, database: dict[str, Any], server: Server) -> int:
+        if database["backend"] == "memory":
+            stats = http(server, "GET", "/_bench/stats")
+            return int(stats["nonces"])
+        sql = "SELECT COUNT(*) FROM dendrite_admin_nonces"
+        if database["backend"] == "sqlite":
+            with contextlib.closing(sqlite3.connect(database["path"])) as conn:
+                return int(conn.execute(sql).fetchone()[0])
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(database["dsn"])) as pg, pg.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+            return int(row[0])
+
+
+# -- figures --------------------------------------------------------------------------------
+
+TARGET_WHOIS = {"memory": 0.80, "sqlite": 0.50, "postgres": 0.35}
+WHOIS_PATH = f"/_matrix/client/v3/admin/whois/@{ADMIN}:{SERVER_NAME}"
+NOTICE_BODY = {"user_id": f"@{NOTIFIED}:{SERVER_NAME}",
+               "content": {"msgtype": "m.text", "body": "benchmark notice {n}"}}
+
+
+def alternate(rounds: int, first: Callable[[], dict[str, Any]],
+              second: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """Run both ``rounds`` times, swapping which goes first every round."""
+    a: list[dict[str, Any]] = []
+    b: list[dict[str, Any]] = []
+    for r in range(rounds):
+        if r % 2 == 0:
+            a.append(first())
+            b.append(second())
+        else:
+            b.append(second())
+            a.append(first())
+    return a, b
+
+
+def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
+              reference: list[dict[str, Any]], target: float | None) -> None:
+    ratio = med([m["rps"] / r["rps"] for m, r in zip(measured, reference, strict=True)])
+    errors = sum(errors_of(m) for m in measured)
+    report.add(Row(
+        figure + (f" ({errors} errors!)" if errors else ""),
+        f"{med([m['rps'] for m in measured]):.0f} rps, p50 "
+        f"{med([m['p50_ms'] for m in measured]):.1f} ms, p99 "
+        f"{med([m['p99_ms'] for m in measured]):.1f} ms",
+        f"{med([r['rps'] for r in reference]):.0f} rps, p50 "
+        f"{med([r['p50_ms'] for r in reference]):.1f} ms, p99 "
+        f"{med([r['p99_ms'] for r in reference]):.1f} ms",
+        f"{ratio:.2f}x",
+        f">= {target:.2f}x" if target is not None else "",
+        None if target is None else (ratio >= target and not errors),
+    ))
+
+
+def bench_throughput(p: Profile, backends: Backends, ceiling: Server, report: Report,
+                     folder: Path, only: set[str]) -> None:
+    for name in list(backends.names):
+        database = backends.database(name)
+        with serving(bench_server(folder / f"admin-{name}", database=database)) as admin:
+            def measure(server: Server, path: str, method: str = "GET",
+                        body: dict[str, Any] | None = None,
+                        concurrency: int = p.concurrency) -> Callable[[], dict[str, Any]]:
+                args = loadgen_args(server, path, method=method, body=body,
+                                    concurrency=concurrency, duration=p.duration,
+                                    warmup=p.warmup)
+                return lambda: load(args)
+
+            if "whois" in only:
+                got, ref = alternate(p.rounds, measure(admin, WHOIS_PATH),
+                                     measure(ceiling, WHOIS_PATH))
+                ratio_row(report, f"whois, {name}", got, ref, TARGET_WHOIS[name])
+            if "notices" in only:
+                path = "/_synapse/admin/v1/send_server_notice/"
+                ceiling_run = measure(ceiling, path + "c{n}", "PUT", NOTICE_BODY, 8)
+                got, ref = alternate(p.rounds, measure(admin, path + f"{name}-{{n}}", "PUT",
+                                                       NOTICE_BODY, 8), ceiling_run)
+                ratio_row(report, f"server notice, new txnId, {name}", got, ref, None)
+                got, ref = alternate(p.rounds, measure(admin, path + "same", "PUT",
+                                                       NOTICE_BODY, 8), ceiling_run)
+                ratio_row(report, f"server notice, repeated txnId, {name}", got, ref, None)
+            if "nonces" in only:
+                bench_nonces(p, backends, name, database, admin, ceiling, report)
+
+
+def bench_nonces(p: Profile, backends: Backends, name: str, database: dict[str, Any],
+                 admin: Server, ceiling: Server, report: Report) -> None:
+    path = "/_synapse/admin/v1/register"
+    warm = min(2_000, p.nonce_count)
+    load(loadgen_args(admin, path, token=None, concurrency=p.concurrency, count=warm))
+    pid = pid_of(admin)
+    before = rss_kib(pid)
+    reset_peak_rss(pid)
+    got = load(loadgen_args(admin, path, token=None, concurrency=p.concurrency,
+                            count=p.nonce_count))
+    ref = load(loadgen_args(ceiling, path, token=None, concurrency=p.concurrency,
+                            count=p.nonce_count))
+    growth = (rss_kib(pid, "VmHWM") - before) / 1024
+    stored = backends.nonce_count(database, admin)
+    bound = 10_000  # registration.max_nonces default
+    ok = growth <= 50 and stored <= bound * 1.1 and not errors_of(got)
+    report.add(Row(
+        f"nonce flood {p.nonce_count:,} GETs, {name}"
+        + (f" ({errors_of(got)} errors!)" if errors_of(got) else ""),
+        f"RSS +{growth:.1f} MiB peak, {stored:,} stored, {got['rps']:.0f} rps",
+        f"ceiling {ref['rps']:.0f} rps", f"{got['rps'] / ref['rps']:.2f}x rps",
+        f"<= 50 MiB, <= {bound:,} stored", ok))
+
+
+def bench_health(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+    """whois p99 with 16 bcrypt resets in flight: hashing in threads vs on the loop."""
+    def run(hash_on_loop: bool) -> Callable[[], dict[str, Any]]:
+        def once() -> dict[str, Any]:
+            tag = "loop" if hash_on_loop else "threads"
+            server = bench_server(folder / f"health-{tag}", hash_on_loop=hash_on_loop,
+                                  database={"backend": "memory"})
+            with serving(server):
+                resets = subprocess.Popen(
+                    loadgen_args(server, "/_dendrite/admin/resetPassword/bench_reset{w}",
+                                 method="POST",
+                                 body={"password": "bench-password-{n}",
+                                       "logout_devices": False},
+                                 concurrency=16, duration=p.health_duration + 1.0,
+                                 warmup=1.0),
+                    stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
+                time.sleep(1.0)  # all 16 in flight before whois is measured
+                whois = load(loadgen_args(server, WHOIS_PATH, concurrency=4,
+                                          duration=p.health_duration, warmup=0.0))
+                out, _ = resets.communicate(timeout=600)
+                whois["resets"] = json.loads(out)
+                return whois
+        return once
+
+    idle_server = bench_server(folder / "health-idle", database={"backend": "memory"})
+    with serving(idle_server):
+        idle = [load(loadgen_args(idle_server, WHOIS_PATH, concurrency=4,
+                                  duration=p.health_duration, warmup=p.warmup))
+                for _ in range(p.rounds)]
+    threads, on_loop = alternate(p.rounds, run(False), run(True))
+    idle_p99 = med([r["p99_ms"] for r in idle])
+
+    def row(label: str, runs: list[dict[str, Any]], target: float | None) -> None:
+        p99 = med([r["p99_ms"] for r in runs])
+        resets = med([r["resets"]["rps"] for r in runs])
+        errors = sum(errors_of(r) + errors_of(r["resets"]) for r in runs)
+        report.add(Row(
+            label + (f" ({errors} errors!)" if errors else ""),
+            f"p99 {p99:.1f} ms, p50 {med([r['p50_ms'] for r in runs]):.1f} ms, "
+            f"{resets:.1f} resets/s",
+            f"idle p99 {idle_p99:.1f} ms", f"{p99 / idle_p99:.1f}x",
+            f"p99 <= {target:.0f} ms" if target is not None else "",
+            None if target is None else (p99 <= target and not errors)))
+
+    row("whois under 16 resets (bcrypt 12, threads)", threads, 25.0)
+    row("whois under 16 resets (bcrypt on the loop)", on_loop, None)
+
+
+def seed_room(dsn: str, members: int) -> str:
+    """A room with ``members`` local joined members, written through the protocol."""
+    from dendrite_admin_ext.storage.postgres import PostgresStorage
+
+    async def go() -> str:
+        storage = PostgresStorage(dsn, pool_size=2, statement_timeout=600)
+        await storage.open()
+        try:
+            creator = f"@{ADMIN}:{SERVER_NAME}"
+            room_id = await storage.create_room(NewRoom(
+                creator=creator, room_version="10", create_content={"creator": creator},
+                initial_state=(("m.room.member", creator, {"membership": "join"}),
+                               ("m.room.join_rules", "", {"join_rule": "public"}))))
+            batch = 1000
+            for start in range(0, members, batch):
+                await storage.apply_memberships(room_id, [
+                    MembershipChange(u, u, {"membership": "join", "displayname": f"member {i}"})
+                    for i in range(start, min(members, start + batch))
+                    for u in [f"@m{i:06d}:{SERVER_NAME}"]])
+            return room_id
+        finally:
+            await storage.close()
+
+    return asyncio.run(go())
+
+
+def bench_evacuation(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+    if "postgres" not in backends.names:
+        report.notes.append("evacuateRoom benchmark skipped: no PostgreSQL")
+        return
+    dsn = backends.pg_dsn()
+    small, big = p.evac_sizes
+    rooms = {size: [seed_room(dsn, size) for _ in range(p.evac_rounds)]
+             for size in (small, big)}
+    server = bench_server(folder / "evacuate", database={"backend": "postgres", "dsn": dsn})
+    results: dict[int, list[tuple[float, float]]] = {small: [], big: []}
+    with serving(server):
+        pid = pid_of(server)
+        for r in range(p.evac_rounds):
+            for size in ((small, big) if r % 2 == 0 else (big, small)):
+                before = rss_kib(pid)
+                reset_peak_rss(pid)
+                started = time.perf_counter()
+                body = http(server, "POST", f"/_dendrite/admin/evacuateRoom/{rooms[size][r]}")
+                elapsed = time.perf_counter() - started
+                if len(body["affected"]) != size + 1:  # the members and the creator
+                    raise RuntimeError(f"evacuated {len(body['affected'])} of {size + 1}")
+                results[size].append((elapsed, (rss_kib(pid, "VmHWM") - before) / 1024))
+    t_small = med([t for t, _ in results[small]])
+    t_big = med([t for t, _ in results[big]])
+    growth = max(g for runs in results.values() for _, g in runs)
+    ratio = t_big / t_small
+    report.add(Row(f"evacuateRoom, postgres, {small:,} members",
+                   f"{t_small:.2f} s, RSS +{med([g for _, g in results[small]]):.1f} MiB",
+                   "", "", "", None))
+    report.add(Row(f"evacuateRoom, postgres, {big:,} members",
+                   f"{t_big:.2f} s, RSS +{med([g for _, g in results[big]]):.1f} MiB",
+                   f"{small:,}: {t_small:.2f} s", f"{ratio:.2f}x time",
+                   f"<= {big / small * 1.1:.1f}x, RSS <= +150 MiB",
+                   ratio <= big / small * 1.1 and growth <= 150))
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def machine() -> list[str]:
+    import aiohttp
+
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return [f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}",
+            f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}"]
+
+
+def write_results(path: Path, p: Profile, report: Report, seconds: float) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `python -m tests.benchmarks.run` (see that module's docstring for what "
+        "each figure is and how it is measured).  Every ratio is against a reference "
+        "measured in the same run, alternating round by round; values are medians.",
+        "",
+        f"- Run: `{p.name}` profile, {p.rounds} rounds, {time.strftime('%Y-%m-%d')}, "
+        f"{seconds / 60:.1f} min",
+        *(f"- Machine: {m}" for m in machine()),
+        *(f"- {n}" for n in report.notes),
+        "",
+        report.table(),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+SECTIONS = ("whois", "notices", "nonces", "health", "evacuate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true")
+    mode.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument("--backends", default="memory,sqlite,postgres")
+    parser.add_argument("--results", type=Path,
+                        help="write the table here (default: RESULTS.md beside this file, "
+                             "for full runs only)")
+    args = parser.parse_args(argv)
+    p = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    only = set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections: {sorted(unknown)}")
+    results = args.results or (Path(__file__).with_name("RESULTS.md") if p.name == "full"
+                               else None)
+    report = Report()
+    started = time.perf_counter()
+    print(f"benchmarks, {p.name} profile: {', '.join(machine())}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="dendrite-admin-bench-") as tmp, \
+            Backends(args.backends.split(","), Path(tmp), report) as backends:
+        folder = Path(tmp)
+        if only & {"whois", "notices", "nonces"}:
+            ceiling = bench_server(folder / "ceiling", ceiling=True)
+            with serving(ceiling):
+                bench_throughput(p, backends, ceiling, report, folder, only)
+        if "health" in only:
+            bench_health(p, backends, report, folder)
+        if "evacuate" in only:
+            bench_evacuation(p, backends, report, folder)
+    seconds = time.perf_counter() - started
+    print()
+    print(report.table())
+    for note in report.notes:
+        print("note:", note)
+    if results is not None:
+        write_results(results, p, report, seconds)
+        print(f"written to {results}")
+    return 0 if all(r.ok is not False for r in report.rows) or p.name == "smoke" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
