@@ -13,7 +13,10 @@ back.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import math
+import weakref
 from typing import Any, TypeVar
 
 import aiopg
@@ -21,7 +24,7 @@ import psycopg2
 
 from ..errors import StorageUnavailableError
 from .schema import POSTGRES
-from .sql import Op, Result, SqlStorage
+from .sql import Op, Result, SqlStorage, Stmt
 
 __all__ = ["PostgresStorage"]
 
@@ -29,6 +32,16 @@ T = TypeVar("T")
 
 # Failures that say "the database is not reachable (now)", as opposed to a bug.
 _UNAVAILABLE = (psycopg2.OperationalError, psycopg2.InterfaceError, OSError, TimeoutError)
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_form(sql: str) -> tuple[str, str, str]:
+    """(name, PREPARE statement, EXECUTE statement with %s placeholders) for ``sql``."""
+    name = "dendrite_admin_" + hashlib.sha256(sql.encode()).hexdigest()[:20]
+    parts = sql.split("%s")
+    numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+    args = "(" + ", ".join(["%s"] * (len(parts) - 1)) + ")" if len(parts) > 1 else ""
+    return name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}{args}"
 
 
 class PostgresStorage(SqlStorage):
@@ -42,6 +55,9 @@ class PostgresStorage(SqlStorage):
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self._pool: Any = None
+        # Names of the statements prepared on each pooled connection.
+        self._prepared: weakref.WeakKeyDictionary[Any, set[str]] = (
+            weakref.WeakKeyDictionary())
 
     async def _connect(self) -> None:
         try:
@@ -75,16 +91,17 @@ class PostgresStorage(SqlStorage):
             op.close()
             raise StorageUnavailableError("the PostgreSQL storage is not open")
         try:
-            async with asyncio.timeout(self.connect_timeout):
-                conn = await pool.acquire()
+            # Bounded by the pool's timeout (connect_timeout), connecting included.
+            conn = await pool.acquire()
         except _UNAVAILABLE as exc:
             op.close()
             raise StorageUnavailableError(f"no PostgreSQL connection: {exc}") from exc
         healthy = False
         try:
-            # The client-side bound, for a server that stopped answering altogether.
-            async with asyncio.timeout(self.statement_timeout + self.connect_timeout):
-                value = await self._drive(conn, op, write)
+            # Every statement is bounded by the cursor's timeout on the client side too
+            # (for a server that stopped answering altogether); no extra timer here,
+            # it would cost on every call.
+            value = await self._drive(conn, op, write)
             healthy = True
             return value
         except _UNAVAILABLE as exc:
@@ -116,7 +133,10 @@ class PostgresStorage(SqlStorage):
             try:
                 stmt = next(op)
                 while True:
-                    await cursor.execute(self.dialect.sql(stmt.sql), tuple(stmt.params))
+                    if stmt.reuse:
+                        await self._execute_prepared(conn, cursor, stmt)
+                    else:
+                        await cursor.execute(self.dialect.sql(stmt.sql), tuple(stmt.params))
                     rows = await cursor.fetchall() if cursor.description is not None else []
                     stmt = op.send(Result(rows, cursor.rowcount))
             except StopIteration as done:
@@ -126,6 +146,15 @@ class PostgresStorage(SqlStorage):
             return value
         finally:
             cursor.close()
+
+    async def _execute_prepared(self, conn: Any, cursor: Any, stmt: Stmt) -> None:
+        name, prepare, execute = _prepared_form(self.dialect.sql(stmt.sql))
+        done = self._prepared.setdefault(conn, set())
+        if name not in done:
+            await cursor.execute(prepare)
+            # Prepared statements belong to the session and survive a rollback.
+            done.add(name)
+        await cursor.execute(execute, tuple(stmt.params))
 
     @staticmethod
     async def _rolled_back(conn: Any) -> bool:

@@ -50,6 +50,10 @@ T = TypeVar("T")
 class Stmt:
     sql: str
     params: Sequence[Any] = ()
+    # A statement run again and again with other values; PostgreSQL prepares it once
+    # per connection (planning a join costs more than running it).  Statements whose
+    # text varies (multi-row inserts) or DDL are not.
+    reuse: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,8 @@ def insert_rows(head: str, width: int, rows: Sequence[Sequence[Any]],
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start:start + CHUNK_ROWS]
         params = [value for row in chunk for value in row]
-        res = yield Stmt(f"{head} VALUES {', '.join([group] * len(chunk))} {tail}", params)
+        res = yield Stmt(f"{head} VALUES {', '.join([group] * len(chunk))} {tail}", params,
+                         reuse=False)
         count += res.rowcount
     return count
 
@@ -163,25 +168,37 @@ class SqlStorage:
         """Apply the missing migrations; returns the schema version reached."""
         d = self.dialect
         if d.migration_lock:
-            yield Stmt(d.migration_lock)
-        yield Stmt(SCHEMA_VERSION_TABLE)
-        res = yield Stmt("SELECT COALESCE(MAX(version), 0) FROM dendrite_admin_schema_version")
+            yield Stmt(d.migration_lock, reuse=False)
+        yield Stmt(SCHEMA_VERSION_TABLE, reuse=False)
+        res = yield Stmt("SELECT COALESCE(MAX(version), 0) FROM dendrite_admin_schema_version",
+                         reuse=False)
         current = int(res.rows[0][0])
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
             for statement in migration.for_dialect(d):
-                yield Stmt(statement)
+                yield Stmt(statement, reuse=False)
             yield Stmt("INSERT INTO dendrite_admin_schema_version "
                        "(version, description, applied_ts) VALUES (%s, %s, %s)",
-                       (migration.version, migration.description, _now_ms()))
+                       (migration.version, migration.description, _now_ms()), reuse=False)
             current = migration.version
         return current
 
+    # One-statement operations.
     @staticmethod
     def _one(sql: str, params: Sequence[Any]) -> Op[tuple[Any, ...] | None]:
         res = yield Stmt(sql, params)
         return res.rows[0] if res.rows else None
+
+    @staticmethod
+    def _select(sql: str, params: Sequence[Any]) -> Op[list[tuple[Any, ...]]]:
+        res = yield Stmt(sql, params)
+        return res.rows
+
+    @staticmethod
+    def _exec(sql: str, params: Sequence[Any]) -> Op[int]:
+        res = yield Stmt(sql, params)
+        return res.rowcount
 
     # -- authentication ------------------------------------------------------------------
     async def get_session(self, access_token: str) -> Session | None:
@@ -336,11 +353,6 @@ class SqlStorage:
                 conns = [Connection(row[3], row[4] or "", int(row[2]))]
             out.append(DeviceInfo(device_id, display_name, tuple(conns)))
         return out
-
-    @staticmethod
-    def _select(sql: str, params: Sequence[Any]) -> Op[list[tuple[Any, ...]]]:
-        res = yield Stmt(sql, params)
-        return res.rows
 
     async def get_profile(self, user: UserID) -> Profile | None:
         row = await self._run(self._one(
@@ -535,11 +547,6 @@ class SqlStorage:
             "INSERT INTO dendrite_admin_server_notice_rooms (user_id, room_id) VALUES (%s, %s)"
             " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
             (str(user), room_id)), write=True)
-
-    @staticmethod
-    def _exec(sql: str, params: Sequence[Any]) -> Op[int]:
-        res = yield Stmt(sql, params)
-        return res.rowcount
 
     # -- notice transactions ---------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
