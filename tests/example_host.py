@@ -1,0 +1,133 @@
+"""A worked example: a host homeserver that embeds the admin API.
+
+Run it from the repository root::
+
+    python -m tests.example_host --port 8008
+
+It shows what a host does, and nothing more:
+
+* it has its own ``web.Application``, routes and middlewares — they keep working, and
+  they see the admin requests too (root middlewares wrap sub-applications), so the
+  host's own auth must leave the admin paths to the admin API;
+* it hands the admin API its own storage: ``HostStorage`` (tests/host_storage.py) is a
+  complete implementation of :class:`dendrite_admin_ext.AdminStorage`, written from the
+  protocol's docstrings alone, that the host also uses for its own routes — here it
+  manages that storage's lifetime itself (``manage_storage=False``);
+* its access log prints the path without the query string (a deprecated
+  ``?access_token=`` must never reach a log), and its log lines carry the admin
+  request ids (``RequestIdFilter``).
+
+``tests/test_example_host.py`` runs this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import AsyncIterator, Container
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_urldispatcher import AbstractRoute
+
+from dendrite_admin_ext import AdminStorage, parse_config, setup_admin
+from dendrite_admin_ext.observability import RequestIdFilter
+
+from .host_storage import HostStorage
+
+SERVER_NAME = "example.org"
+USER_ID_KEY = web.RequestKey("example_host.user_id", str)
+
+# The admin API's configuration: the same keys as example_config.yaml (listen/database
+# are ignored when embedded: the host owns both).
+ADMIN_CONFIG: dict[str, Any] = {
+    "server_name": SERVER_NAME,
+    "registration_shared_secret": "example host secret, change me",
+    "server_notices": {"enabled": True},
+    "passwords": {"bcrypt_cost": 10},
+    # CORS is this host's business, not the admin API's.
+    "http": {"cors": False},
+}
+
+
+@web.middleware
+async def server_header(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A host middleware that applies to every response, admin ones included."""
+    response = await handler(request)
+    response.headers["Server"] = "ExampleHS/1.0"
+    return response
+
+
+def host_auth(storage: AdminStorage, protected: Container[AbstractRoute]) -> Middleware:
+    """The host's own auth, for the host's routes only.  Admin paths authenticate in
+    the admin sub-application (and some, like shared-secret registration, need no
+    token at all)."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.match_info.route in protected:
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            session = await storage.get_session(token) if token else None
+            if session is None:
+                return web.json_response({"errcode": "M_MISSING_TOKEN",
+                                          "error": "Missing access token"}, status=401)
+            request[USER_ID_KEY] = str(session.user_id)
+        return await handler(request)
+
+    return middleware
+
+
+async def versions(request: web.Request) -> web.Response:
+    return web.json_response({"versions": ["v1.8"]})
+
+
+async def whoami(request: web.Request) -> web.Response:
+    return web.json_response({"user_id": request[USER_ID_KEY]})
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """aiohttp's default format logs the request line, query string included."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse,
+            time: float) -> None:
+        self.logger.info("%s %s %s %d %.1fms", request.remote, request.method,
+                         request.path, response.status, time * 1000)
+
+
+def build_app(storage: AdminStorage | None = None) -> web.Application:
+    store = storage or HostStorage()
+    protected: set[AbstractRoute] = set()
+    app = web.Application(middlewares=[server_header, host_auth(store, protected)])
+    app.router.add_get("/_matrix/client/versions", versions)
+    protected.add(app.router.add_get("/_matrix/client/v3/account/whoami", whoami))
+
+    async def storage_lifetime(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+
+    # The host's storage opens before, and closes after, the admin API's clean-up.
+    app.cleanup_ctx.append(storage_lifetime)
+    setup_admin(app, parse_config(ADMIN_CONFIG), store, manage_storage=False)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="An example homeserver embedding "
+                                                 "dendrite_admin_ext")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8008)
+    args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    web.run_app(build_app(), host=args.host, port=args.port, print=None,
+                access_log_class=PathOnlyAccessLogger)
+
+
+if __name__ == "__main__":
+    main()
