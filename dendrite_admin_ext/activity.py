@@ -34,6 +34,9 @@ class ActivityTracker:
         self.storage = storage
         self.interval = interval
         self._pending: dict[_Key, int] = {}
+        # The same sightings by user, so whois reads its own user's in O(devices), not
+        # every pending sighting of the server (up to MAX_PENDING) on each call.
+        self._by_user: dict[tuple[str, str], set[_Key]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def note(self, user: UserID, device_id: str, ip: str, user_agent: str, ts: int) -> None:
@@ -44,18 +47,30 @@ class ActivityTracker:
                 pending[key] = ts
             return
         if len(pending) >= self.MAX_PENDING:
-            del pending[next(iter(pending))]
+            oldest = next(iter(pending))
+            del pending[oldest]
+            self._forget(oldest)
         pending[key] = ts
+        self._by_user.setdefault(key[:2], set()).add(key)
+
+    def _forget(self, key: _Key) -> None:
+        keys = self._by_user.get(key[:2])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_user[key[:2]]
 
     def pending_for(self, user: UserID) -> Iterable[Activity]:
-        for (lp, sn, dev, ip, ua), ts in self._pending.items():
-            if lp == user.localpart and sn == user.server_name:
-                yield Activity(lp, sn, dev, ip, ua, ts)
+        for key in self._by_user.get((user.localpart, user.server_name), ()):
+            ts = self._pending.get(key)
+            if ts is not None:
+                yield Activity(*key, last_seen_ts=ts)
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
+        self._by_user = {}
         try:
             await self.storage.record_activity(
                 [Activity(*key, last_seen_ts=ts) for key, ts in batch.items()])
@@ -64,6 +79,7 @@ class ActivityTracker:
             for key, ts in batch.items():
                 if self._pending.get(key, -1) < ts:
                     self._pending[key] = ts
+                    self._by_user.setdefault(key[:2], set()).add(key)
             log.warning("could not record device activity (%s); will retry",
                         type(exc).__name__)
 

@@ -88,24 +88,30 @@ def request_id_middleware(record_ip: bool,
             exc.headers["X-Request-ID"] = request_id
             raise
         finally:
-            requester = request.get(REQUESTER_KEY)
-            fields: dict[str, Any] = {
-                "method": request.method,
-                "path": request.path,  # never the query string: it may hold a token
-                "status": status,
-                "duration_ms": round((time.perf_counter() - start) * 1000, 1),
-                "requester": requester.user_id if requester is not None else None,
-            }
-            if record_ip:
-                fields["remote"] = request.remote
             level = (logging.DEBUG if quiet and quiet.get(request.match_info.route)
                      else logging.INFO)
-            access_log.log(level, "%s %s %d %.1fms requester=%s", fields["method"],
-                           fields["path"], status, fields["duration_ms"],
-                           fields["requester"] or "-", extra={"fields": fields})
+            if access_log.isEnabledFor(level):  # skip the formatting work when off
+                _log_access(request, level, status, start, record_ip)
             _request_id.reset(token)
 
     return middleware
+
+
+def _log_access(request: web.Request, level: int, status: int, start: float,
+                record_ip: bool) -> None:
+    requester = request.get(REQUESTER_KEY)
+    fields: dict[str, Any] = {
+        "method": request.method,
+        "path": request.path,  # never the query string: it may hold a token
+        "status": status,
+        "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+        "requester": requester.user_id if requester is not None else None,
+    }
+    if record_ip:
+        fields["remote"] = request.remote
+    access_log.log(level, "%s %s %d %.1fms requester=%s", fields["method"],
+                   fields["path"], status, fields["duration_ms"],
+                   fields["requester"] or "-", extra={"fields": fields})
 
 
 class RequestIdFilter(logging.Filter):

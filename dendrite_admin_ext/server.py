@@ -78,8 +78,11 @@ def build_standalone_app(config: Config, storage: AdminStorage | None = None
                          ) -> web.Application:
     # The root app answers non-admin paths too (JSON 404s), and needs no body limit of
     # its own: each admin route enforces http.max_body_size itself.
+    # Without trusted proxies the forwarded middleware would only pass requests on: it
+    # is left out rather than paid for on every request.
+    trusted = config.http.trusted_proxies
     app = web.Application(middlewares=[
-        forwarded_middleware(config.http.trusted_proxies),
+        *([forwarded_middleware(trusted)] if trusted else []),
         error_middleware,
     ])
     setup_admin(app, config, storage or storage_from_config(config.database))
