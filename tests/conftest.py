@@ -228,3 +228,21 @@ def room_tags(storage: AdminStorage, user: UserID, room_id: str) -> dict[str, An
         pytest.skip(f"{type(storage).__name__} cannot read account data in tests")
     tags: dict[str, Any] = reader(user, room_id)
     return tags
+
+
+# -- hypothesis profiles (tests/test_fuzz*.py) ----------------------------------------------
+# "ci" (the default) keeps the suite within CI's budget; a long fuzzing run is
+#   HYPOTHESIS_PROFILE=long python -m pytest tests/test_fuzz.py tests/test_fuzz_openapi.py
+# (or --hypothesis-profile=long); --hypothesis-seed=N re-runs with another seed.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# The fuzz tests drive one app per test through many examples on purpose.
+_FUZZ_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                HealthCheck.filter_too_much, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=200, deadline=None, database=None,
+                          suppress_health_check=_FUZZ_CHECKS, print_blob=True)
+settings.register_profile("long", max_examples=5_000, deadline=None,
+                          suppress_health_check=_FUZZ_CHECKS, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
