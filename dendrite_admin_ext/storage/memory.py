@@ -201,13 +201,17 @@ class MemoryStorage:
     # -- nonces ---------------------------------------------------------------------------
     async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
         now = int(time.time() * 1000)
-        if len(self.nonces) >= max_nonces:
-            for n in [n for n, exp in self.nonces.items() if exp <= now]:
-                del self.nonces[n]
-            while len(self.nonces) >= max_nonces:
-                # dicts keep insertion order: the first key is the oldest nonce.
-                del self.nonces[next(iter(self.nonces))]
-        self.nonces[nonce] = expires_ts
+        # dicts keep insertion order: the first key is the oldest nonce, and with one
+        # lifetime for all also the first to expire.  Purging from the front keeps this
+        # O(1) per call; scanning every nonce made a full store cost O(max_nonces) per
+        # GET under a flood.
+        nonces = self.nonces
+        while nonces:
+            oldest = next(iter(nonces))
+            if len(nonces) < max_nonces and nonces[oldest] > now:
+                break
+            del nonces[oldest]
+        nonces[nonce] = expires_ts
 
     async def take_nonce(self, nonce: str, now_ts: int) -> bool:
         expires = self.nonces.pop(nonce, None)

@@ -1,0 +1,24 @@
+"""The benchmark command in its --smoke mode (tiny counts, no timing checked), so that it
+cannot rot unnoticed.  Figures come from `python -m tests.benchmarks.run`, never from
+the test suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_smoke_run(tmp_path: Path) -> None:
+    results = tmp_path / "results.md"
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.run", "--smoke", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    table = results.read_text()
+    for figure in ("whois, memory", "whois, sqlite", "server notice, new txnId",
+                   "nonce flood", "whois under 16 resets"):
+        assert figure in table, table
+    assert "errors!" not in table, table
