@@ -30,7 +30,7 @@ from .context import AdminContext
 from .errors import InvalidParam, NotFound, UserInUseError
 from .events import ROOM_VERSION
 from .identifiers import UserID, parse_user_id
-from .rooms import room_lock_key, run_to_completion
+from .rooms import member_content, room_lock_key, run_to_completion
 from .storage.base import (
     AccountType,
     Member,
@@ -89,12 +89,9 @@ def _wanted_profile(ctx: AdminContext) -> Profile:
 
 
 def _member_content(membership: str, profile: Profile | None) -> dict[str, Any]:
-    content: dict[str, Any] = {"membership": membership}
-    if profile is not None and profile.display_name is not None:
-        content["displayname"] = profile.display_name
-    if profile is not None and profile.avatar_url is not None:
-        content["avatar_url"] = profile.avatar_url
-    return content
+    if profile is None:
+        return member_content(membership)
+    return member_content(membership, profile.display_name, profile.avatar_url)
 
 
 def notice_power_levels(system: str) -> dict[str, Any]:

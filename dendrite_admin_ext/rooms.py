@@ -25,7 +25,7 @@ __all__ = [
     "BATCH_SIZE",
     "evacuate_room",
     "evacuate_user",
-    "leave_content",
+    "member_content",
     "room_lock_key",
     "run_to_completion",
 ]
@@ -53,9 +53,11 @@ def room_lock_key(room_id: str) -> tuple[str, str]:
     return ("room", room_id)
 
 
-def leave_content(display_name: str | None, avatar_url: str | None) -> dict[str, Any]:
-    """A self-leave that keeps the member's profile, as Dendrite's evacuation does."""
-    content: dict[str, Any] = {"membership": "leave"}
+def member_content(membership: str, display_name: str | None = None,
+                   avatar_url: str | None = None) -> dict[str, Any]:
+    """``m.room.member`` content carrying a profile (leaves keep the member's, as
+    Dendrite's evacuation does; invites and joins show the user's)."""
+    content: dict[str, Any] = {"membership": membership}
     if display_name is not None:
         content["displayname"] = display_name
     if avatar_url is not None:
@@ -85,7 +87,7 @@ async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> li
                 break
             await storage.apply_memberships(room_id, [
                 MembershipChange(m.user_id, m.user_id,
-                                 leave_content(m.display_name, m.avatar_url))
+                                 member_content("leave", m.display_name, m.avatar_url))
                 for m in members
             ])
             affected.extend(m.user_id for m in members)
@@ -120,6 +122,7 @@ async def _evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
                     membership == "invite" and room.is_server_notice_room):
                 continue
             await storage.apply_memberships(room.room_id, [MembershipChange(
-                user_id, user_id, leave_content(room.display_name, room.avatar_url))])
+                user_id, user_id,
+                member_content("leave", room.display_name, room.avatar_url))])
         affected.append(room.room_id)
     return affected

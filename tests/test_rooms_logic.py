@@ -20,7 +20,7 @@ from dendrite_admin_ext.notices import (
 from dendrite_admin_ext.rooms import (
     evacuate_room,
     evacuate_user,
-    leave_content,
+    member_content,
     room_lock_key,
 )
 from dendrite_admin_ext.storage.base import AdminStorage, Member, MembershipChange
@@ -80,11 +80,11 @@ async def joined(h: Harness, room_id: str) -> list[str]:
         room_id, SERVER, after=None, limit=100_000)]
 
 
-def test_leave_content_keeps_only_what_is_set() -> None:
-    assert leave_content(None, None) == {"membership": "leave"}
-    assert leave_content("A", "mxc://a/b") == {"membership": "leave", "displayname": "A",
-                                               "avatar_url": "mxc://a/b"}
-    assert leave_content("", None) == {"membership": "leave", "displayname": ""}
+def test_member_content_keeps_only_what_is_set() -> None:
+    assert member_content("leave") == {"membership": "leave"}
+    assert member_content("leave", "A", "mxc://a/b") == {
+        "membership": "leave", "displayname": "A", "avatar_url": "mxc://a/b"}
+    assert member_content("invite", "", None) == {"membership": "invite", "displayname": ""}
 
 
 async def test_evacuation_pages_with_the_cursor_in_bounded_batches(rh: Harness) -> None:
