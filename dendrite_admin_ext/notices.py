@@ -138,13 +138,17 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
 async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     """Send one notice; return its event ID.  Unknown user or the system user itself:
     :class:`NotFound`."""
+    # Once rooms are being set up, finish even if the client goes away: a half-made
+    # notices room (created but not recorded) would be orphaned.
+    return await run_to_completion(_send_checked(ctx, notice))
+
+
+async def _send_checked(ctx: AdminContext, notice: Notice) -> str:
     if notice.user == system_user(ctx):
         raise NotFound("Cannot send server notices to the server notices user")
     if await ctx.storage.get_account(notice.user) is None:
         raise NotFound(f"Unknown user {notice.user}")
-    # Once rooms are being set up, finish even if the client goes away: a half-made
-    # notices room (created but not recorded) would be orphaned.
-    return await run_to_completion(_send(ctx, notice))
+    return await _send(ctx, notice)
 
 
 async def _send(ctx: AdminContext, notice: Notice) -> str:
@@ -247,12 +251,18 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID) -> str
 async def send_server_notice_once(ctx: AdminContext, notice: Notice,
                                   key: NoticeTxnKey) -> str:
     """Send the notice unless this transaction was already sent; return the event ID
-    of the first send.  A failed send is not recorded, so a retry tries again."""
+    of the first send.  A failed send is not recorded, so a retry tries again.  The
+    send and its record complete together even if the client goes away, so a retry
+    (which waits for them) finds the record."""
+    return await run_to_completion(_send_once(ctx, notice, key))
+
+
+async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> str:
     async with ctx.locks(("notice_txn", key)):
         existing = await ctx.storage.get_notice_txn(key)
         if existing is not None:
             return existing
-        event_id = await send_server_notice(ctx, notice)
+        event_id = await _send_checked(ctx, notice)
         kept = await ctx.storage.put_notice_txn(key, event_id, ctx.clock())
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         try:

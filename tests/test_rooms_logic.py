@@ -16,6 +16,7 @@ from dendrite_admin_ext.notices import (
     notice_power_levels,
     parse_notice,
     send_server_notice,
+    send_server_notice_once,
 )
 from dendrite_admin_ext.rooms import (
     evacuate_room,
@@ -23,7 +24,7 @@ from dendrite_admin_ext.rooms import (
     member_content,
     room_lock_key,
 )
-from dendrite_admin_ext.storage.base import AdminStorage, Member, MembershipChange
+from dendrite_admin_ext.storage.base import AdminStorage, Member, MembershipChange, NoticeTxnKey
 
 from .conftest import REMOTE, SERVER, Harness, make_room, room_events
 
@@ -187,3 +188,42 @@ def test_notice_power_levels_silence_everyone_but_the_system_user() -> None:
     assert pl["users"] == {local("_server"): 100}
     assert pl["users_default"] < pl["events_default"]
     assert pl["users_default"] < min(pl["invite"], pl["state_default"], pl["redact"])
+
+
+class Gate(Spy):
+    """Holds every message send until ``opened`` is set."""
+
+    def __init__(self, inner: AdminStorage) -> None:
+        super().__init__(inner)
+        self.entered = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def send_event(self, room_id: str, sender: str, event_type: str,
+                         content: Mapping[str, Any]) -> str:
+        self.entered.set()
+        await self.opened.wait()
+        return await self.inner.send_event(room_id, sender, event_type, content)
+
+
+async def test_put_retry_after_the_client_went_away_sends_once(rh: Harness) -> None:
+    alice = await rh.user("alice")
+    gate = Gate(rh.storage)
+    rh.ctx.storage = cast(AdminStorage, gate)
+    notice = Notice(alice.user_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
+    key = NoticeTxnKey(local("admin"), "DEVICE", "txn-1")
+
+    first = asyncio.ensure_future(send_server_notice_once(rh.ctx, notice, key))
+    await gate.entered.wait()
+    first.cancel()  # the client gave up while the notice was being sent
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    retry = asyncio.ensure_future(send_server_notice_once(rh.ctx, notice, key))
+    await asyncio.sleep(0)
+    gate.opened.set()
+    event_id = await retry
+
+    room_id = await rh.storage.get_server_notice_room(alice.user_id)
+    assert room_id is not None
+    sent = [e for e in room_events(rh.storage, room_id) if "state_key" not in e]
+    assert [e["event_id"] for e in sent] == [event_id]
+    assert await rh.storage.get_notice_txn(key) == event_id
