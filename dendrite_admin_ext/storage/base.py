@@ -273,11 +273,14 @@ class AdminStorage(Protocol):
     # it).  A host that federates sends them on as it would its own clients' events.
     # The host may assume: every room ID passed to a writing method was returned by
     # ``create_room`` or answered True by ``room_exists``; user IDs are well-formed;
-    # the sequence of events it is asked to send is allowed by the room's auth rules
-    # (only self-leaves of joined or invited users, invites and joins into the notices
-    # room, messages by joined users).  It must not assume that only one admin worker
-    # runs: writes arrive from every worker.  Within one process the admin API
-    # serialises the operations on one room, and the notice-room set-up for one user.
+    # each event it is asked to send is allowed by the room's auth rules in the
+    # current state — self-leaves of joined or invited users, the notices user's
+    # invites and profile updates, joins of invited users, messages from joined users
+    # with the power to send them.  Within one process the admin API serialises the
+    # changes to one room and the notice-room set-up for one user; it does not lock
+    # across workers, so two workers racing may ask for a leave of someone who has
+    # just left.  A host that enforces auth rules may refuse it by raising (the
+    # request fails; a re-run finishes the job); one that does not may store it.
     async def room_exists(self, room_id: str) -> bool:
         """True if the server knows the room (it has its create event)."""
 
