@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -96,3 +97,19 @@ def running(config_path: Path, **kwargs: Any) -> Iterator[Server]:
     finally:
         if server.proc is not None:
             server.stop(signal.SIGKILL)
+
+
+def call(method: str, url: str, body: Any = None, token: str | None = None,
+         timeout: float = 60) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One JSON request to a running server: (status, JSON body, response headers)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read()), dict(resp.headers)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read()), dict(exc.headers)

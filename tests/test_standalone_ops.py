@@ -7,32 +7,16 @@ import json
 import signal
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from dendrite_admin_ext.registration import compute_mac
 
-from .standalone import running, write_config
+from .standalone import call, running, write_config
 
 SERVER = "test.example"
 SECRET = "standalone-secret"
-
-
-def call(method: str, url: str, body: Any = None, token: str | None = None,
-         timeout: float = 30) -> tuple[int, dict[str, Any], dict[str, str]]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read()), dict(exc.headers)
 
 
 def register(url: str, user: str, password: str, admin: bool = False
