@@ -9,7 +9,10 @@ change.  Only the target is taken from a request: a path parameter or one named 
 the JSON body, so no secret (password, token, MAC, nonce) can reach the trail.
 
 Requests refused by the rate limiter are not recorded (they run outside this
-middleware): a flood would otherwise turn into a flood of writes.
+middleware), and refusals of anonymous requests (no valid token) are stored at most
+``ANONYMOUS_BURST`` at once and ``ANONYMOUS_PER_SECOND`` sustained per client address:
+a flood of junk would otherwise turn into a flood of writes.  Past that they are only
+logged, at DEBUG.  Every request of a known requester is stored.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from .auth import REQUESTER_KEY
 from .context import AdminContext
 from .errors import InternalError, MatrixError, StorageUnavailableError, from_http_exception
+from .limits import RateLimiter
 from .observability import get_request_id
 from .storage.base import AuditEntry
 from .validation import JSON_BODY_KEY
@@ -36,6 +40,8 @@ __all__ = ["Audited", "audit_middleware", "entry_to_json"]
 log = logging.getLogger("dendrite_admin_ext.audit")
 
 _MAX_TARGET = 255
+ANONYMOUS_PER_SECOND = 1.0
+ANONYMOUS_BURST = 20
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,15 @@ def _outcome(exc: BaseException) -> tuple[str, int]:
 def audit_middleware(ctx: AdminContext, audited: Mapping[AbstractRoute, Audited]
                      ) -> Middleware:
     record_ip = ctx.config.http.record_client_ip
+    anonymous = RateLimiter(ANONYMOUS_PER_SECOND, ANONYMOUS_BURST)
 
     async def record(request: web.Request, spec: Audited, outcome: str, status: int
                      ) -> None:
         requester = request.get(REQUESTER_KEY)
+        if requester is None and outcome != "ok" and anonymous.check(request.remote or ""):
+            log.debug("audit %s outcome=%s not stored: too many anonymous refusals",
+                      spec.action, outcome)
+            return
         detail: dict[str, Any] = {"method": request.method, "status": status}
         if record_ip and request.remote:
             detail["ip"] = request.remote

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from dendrite_admin_ext.audit import Audited
+from dendrite_admin_ext.audit import ANONYMOUS_BURST, Audited
 from dendrite_admin_ext.registration import compute_mac
 from dendrite_admin_ext.routes import ROUTES
 
@@ -169,3 +169,17 @@ async def test_storage_failure_does_not_fail_the_action(
     assert r.status == 200
     assert "could not store the audit entry" in caplog.text
     assert "evacuateUser" in caplog.text  # the log line still has it
+
+
+async def test_anonymous_refusal_flood_is_not_a_write_flood(h: Harness) -> None:
+    admin = await h.user("boss", admin=True)
+    for _ in range(ANONYMOUS_BURST + 30):
+        r = await h.client.post("/_dendrite/admin/evacuateRoom/%21x%3Atest.example")
+        assert r.status == 401
+    entries = (await audit_entries(h, admin.token, limit="1000"))["entries"]
+    assert ANONYMOUS_BURST <= len(entries) <= ANONYMOUS_BURST + 2
+    # A known requester is always recorded, flood or not.
+    r = await h.client.post("/_dendrite/admin/evacuateRoom/%21x%3Atest.example",
+                            headers=admin.auth)
+    newest = (await audit_entries(h, admin.token, limit="1"))["entries"][0]
+    assert (newest["requester"], newest["outcome"]) == (f"@boss:{SERVER}", "M_NOT_FOUND")
