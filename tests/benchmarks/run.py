@@ -533,7 +533,8 @@ def write_results(path: Path, p: Profile, report: Report, seconds: float) -> Non
         "",
         f"- Run: `{p.name}` profile, {p.rounds} rounds, {time.strftime('%Y-%m-%d')}, "
         f"{seconds / 60:.1f} min",
-        *(f"- Machine: {m}" for m in machine()),
+        *(f"- {label}: {m}" for label, m in zip(("Machine", "Software"), machine(),
+                                                  strict=True)),
         *(f"- {n}" for n in report.notes),
         "",
         report.table(),
