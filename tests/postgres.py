@@ -152,10 +152,12 @@ class PgServer:
     def dsn_for(self, dbname: str) -> str:
         return str(psycopg2.extensions.make_dsn(self.admin_dsn, dbname=dbname))
 
-    def new_database(self) -> str:
+    def new_database(self, *, empty: bool = False) -> str:
+        """A new database: migrated already, or ``empty`` (no tables at all)."""
         name = "dendrite_admin_t_" + secrets.token_hex(6)
         # Names are generated above, never user input; identifiers cannot be parameters.
-        self._execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        template = "template1" if empty else self.template
+        self._execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
 
     def drop_database(self, name: str) -> None:

@@ -32,9 +32,12 @@ from dendrite_admin_ext.storage.base import (
     Profile,
 )
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.sql import SqlStorage
+from dendrite_admin_ext.storage.sqlite import SqliteStorage
 
 from .conftest import room_events, room_tags
+from .postgres import PgServer
 from .sql_backends import BACKENDS, make_storage
 
 SN = "contract.example"
@@ -101,6 +104,32 @@ async def test_data_survives_reopen_and_migrations_are_idempotent(
         assert [v[0] for v in versions] == [1]
     finally:
         for s in again:
+            await s.close()
+
+
+@pytest.mark.parametrize("kind", [b for b in BACKENDS if b != "memory"])
+async def test_concurrent_first_start_migrates_once(request: pytest.FixtureRequest,
+                                                    tmp_path: Path, kind: str) -> None:
+    """Several workers starting at once on an empty database: one migrates, the others
+    wait for it and find the schema in place."""
+    storages: list[SqlStorage]
+    if kind == "sqlite":
+        storages = [SqliteStorage(tmp_path / "fresh.db") for _ in range(4)]
+    else:
+        pg: PgServer = request.getfixturevalue("pg_server")
+        name = pg.new_database(empty=True)
+        request.addfinalizer(lambda: pg.drop_database(name))
+        storages = [PostgresStorage(pg.dsn_for(name), pool_size=2) for _ in range(4)]
+    try:
+        await asyncio.gather(*(s.open() for s in storages))
+        for i, s in enumerate(storages):
+            await s.create_account(account(f"user{i}"), None)
+            versions = await s._run(s._select(
+                "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
+            assert [v[0] for v in versions] == [1]
+            assert await s.localpart_exists("user0", SN)
+    finally:
+        for s in storages:
             await s.close()
 
 
@@ -498,3 +527,22 @@ async def test_audit_entries(st: AdminStorage) -> None:
     assert dict(e0.detail) == {"i": 0, "nested": {"x": [1, "y"]}}
     assert await st.get_audit_entries(before_id=None, limit=0) == []
     assert await st.get_audit_entries(before_id=e0.id, limit=10) == []
+
+
+async def test_cancellation_is_never_lost(st: AdminStorage) -> None:
+    """A task looping over storage calls stops when cancelled, whenever the cancel
+    lands (a background flusher is stopped exactly so)."""
+    await st.create_account(account("alice"), NewDevice("D1", "tok"))
+
+    async def loop_forever() -> None:
+        while True:
+            await st.get_session("tok")
+            await asyncio.sleep(0)  # MemoryStorage never suspends by itself
+
+    for i in range(150):
+        task = asyncio.create_task(loop_forever())
+        await asyncio.sleep(0.0003 * (i % 7))
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=5)
+        assert task in done, "a cancelled task kept running"
+        assert task.cancelled()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiopg
 import psycopg2
+import psycopg2.extensions
 
 from ..errors import StorageUnavailableError
 from .schema import POSTGRES
@@ -74,22 +75,37 @@ class PostgresStorage(SqlStorage):
                     # libpq options (merged into the DSN): the server cancels any
                     # statement running longer than statement_timeout.
                     connect_timeout=max(2, math.ceil(self.connect_timeout)),
-                    options=f"-c statement_timeout={int(self.statement_timeout * 1000)}",
+                    options=self._options(),
                 )
         except _UNAVAILABLE as exc:
             raise StorageUnavailableError(f"cannot connect to PostgreSQL: {exc}") from exc
 
+    def _options(self) -> str:
+        """libpq ``options``: the DSN's own, plus the statement timeout."""
+        own = psycopg2.extensions.parse_dsn(self.dsn).get("options", "")
+        timeout = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        return f"{own} {timeout}".strip()
+
     async def _disconnect(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
-            await pool.wait_closed()
+        if pool is None:
+            return
+        pool.close()
+        try:
+            # aiopg waits for connections still in use; one released after failing
+            # does not wake it up, so the wait is bounded.
+            async with asyncio.timeout(self.connect_timeout + self.statement_timeout):
+                await pool.wait_closed()
+        except TimeoutError:
+            pool.terminate()
 
     async def _run(self, op: Op[T], *, write: bool) -> T:
         pool = self._pool
         if pool is None:
             op.close()
             raise StorageUnavailableError("the PostgreSQL storage is not open")
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             # Bounded by the pool's timeout (connect_timeout), connecting included.
             conn = await pool.acquire()
@@ -103,12 +119,10 @@ class PostgresStorage(SqlStorage):
             # it would cost on every call.
             value = await self._drive(conn, op, write)
             healthy = True
-            return value
         except _UNAVAILABLE as exc:
             raise StorageUnavailableError(f"PostgreSQL failed: {exc}") from exc
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling() == 0:
+            if task is not None and task.cancelling() == cancels:
                 # Nobody cancelled us: aiopg turns the server's statement_timeout
                 # (QueryCanceledError) into CancelledError.
                 raise StorageUnavailableError("statement timed out") from None
@@ -124,6 +138,12 @@ class PostgresStorage(SqlStorage):
                 # State unknown (cancelled mid-statement, broken socket): never reuse it.
                 conn.close()
             pool.release(conn)
+        if task is not None and task.cancelling() > cancels:
+            # Cancelled while a statement was completing: Python 3.11's wait_for (used
+            # by aiopg) may then return the result and drop the cancellation.  Deliver
+            # it, or a task stopped with cancel() would carry on as if never asked to.
+            raise asyncio.CancelledError
+        return value
 
     async def _drive(self, conn: Any, op: Op[T], write: bool) -> T:
         cursor = await conn.cursor(timeout=self.statement_timeout + 1)
