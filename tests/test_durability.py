@@ -5,13 +5,10 @@ evacuation killed half-way is completed by a re-run."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +25,7 @@ from dendrite_admin_ext.storage.sql import SqlStorage
 from .postgres import PgServer
 from .sql_backends import PostgresForTests, SqliteForTests
 from .standalone import Server, write_config
+from .standalone import call as standalone_call
 
 SERVER = "test.example"
 SECRET = "standalone-secret"
@@ -49,16 +47,8 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
 
 def call(method: str, url: str, token: str | None = None,
          body: Any = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, answer, _headers = standalone_call(method, url, body, token)
+    return status, answer
 
 
 def whois(server: Server, token: str, user: str) -> int:
