@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from .errors import StorageUnavailableError
 from .identifiers import UserID
@@ -22,64 +22,60 @@ __all__ = ["ActivityTracker", "merge_pending"]
 
 log = logging.getLogger(__name__)
 
-_Key = tuple[str, str, str, str, str]
+# A user, and one of its sightings: (device_id, ip, user_agent).
+_User = tuple[str, str]
+_Sighting = tuple[str, str, str]
 
 
 class ActivityTracker:
     # Beyond this many distinct pending sightings (storage down for long), the oldest
-    # are dropped: losing a last-seen time is better than exhausting memory.
+    # user's are dropped: losing a last-seen time is better than exhausting memory.
     MAX_PENDING = 100_000
 
     def __init__(self, storage: AdminStorage, interval: float = 1.0) -> None:
         self.storage = storage
         self.interval = interval
-        self._pending: dict[_Key, int] = {}
-        # The same sightings by user, so whois reads its own user's in O(devices), not
-        # every pending sighting of the server (up to MAX_PENDING) on each call.
-        self._by_user: dict[tuple[str, str], set[_Key]] = {}
+        # Newest time of each sighting, by user: whois reads its own user's pending
+        # sightings in O(devices), without scanning the whole server's.
+        self._pending: dict[_User, dict[_Sighting, int]] = {}
+        self._count = 0
         self._task: asyncio.Task[None] | None = None
 
     def note(self, user: UserID, device_id: str, ip: str, user_agent: str, ts: int) -> None:
-        key = (user.localpart, user.server_name, device_id, ip, user_agent)
-        pending = self._pending
-        if key in pending:
-            if pending[key] < ts:
-                pending[key] = ts
-            return
-        if len(pending) >= self.MAX_PENDING:
-            oldest = next(iter(pending))
-            del pending[oldest]
-            self._forget(oldest)
-        pending[key] = ts
-        self._by_user.setdefault(key[:2], set()).add(key)
+        """Called on every authenticated request: a dict update, nothing more."""
+        ukey = (user.localpart, user.server_name)
+        sightings = self._pending.get(ukey)
+        if sightings is None:
+            if self._count >= self.MAX_PENDING:
+                self._count -= len(self._pending.pop(next(iter(self._pending))))
+            sightings = self._pending[ukey] = {}
+        key = (device_id, ip, user_agent)
+        old = sightings.get(key)
+        if old is None:
+            self._count += 1
+            sightings[key] = ts
+        elif old < ts:
+            sightings[key] = ts
 
-    def _forget(self, key: _Key) -> None:
-        keys = self._by_user.get(key[:2])
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_user[key[:2]]
-
-    def pending_for(self, user: UserID) -> Iterable[Activity]:
-        for key in self._by_user.get((user.localpart, user.server_name), ()):
-            ts = self._pending.get(key)
-            if ts is not None:
-                yield Activity(*key, last_seen_ts=ts)
+    def pending_for(self, user: UserID) -> Mapping[_Sighting, int]:
+        return self._pending.get((user.localpart, user.server_name), {})
 
     async def flush(self) -> None:
         if not self._pending:
             return
-        batch, self._pending = self._pending, {}
-        self._by_user = {}
+        batch, self._pending, self._count = self._pending, {}, 0
         try:
-            await self.storage.record_activity(
-                [Activity(*key, last_seen_ts=ts) for key, ts in batch.items()])
+            await self.storage.record_activity([
+                Activity(lp, sn, device, ip, ua, ts)
+                for (lp, sn), sightings in batch.items()
+                for (device, ip, ua), ts in sightings.items()
+            ])
         except (StorageUnavailableError, OSError) as exc:
             # Put them back (newer sightings that arrived meanwhile win) and retry later.
-            for key, ts in batch.items():
-                if self._pending.get(key, -1) < ts:
-                    self._pending[key] = ts
-                    self._by_user.setdefault(key[:2], set()).add(key)
+            for (lp, sn), sightings in batch.items():
+                user = UserID(lp, sn)
+                for (device, ip, ua), ts in sightings.items():
+                    self.note(user, device, ip, ua, ts)
             log.warning("could not record device activity (%s); will retry",
                         type(exc).__name__)
 
@@ -104,13 +100,14 @@ class ActivityTracker:
             await self.flush()
 
 
-def merge_pending(devices: list[DeviceInfo], pending: Iterable[Activity]) -> list[DeviceInfo]:
+def merge_pending(devices: list[DeviceInfo],
+                  pending: Mapping[_Sighting, int]) -> list[DeviceInfo]:
     """Overlay not-yet-flushed sightings on the devices read from storage."""
-    extra: dict[str, dict[tuple[str, str], int]] = {}
-    for a in pending:
-        extra.setdefault(a.device_id, {})[(a.ip, a.user_agent)] = a.last_seen_ts
-    if not extra:
+    if not pending:
         return devices
+    extra: dict[str, dict[tuple[str, str], int]] = {}
+    for (device_id, ip, ua), ts in pending.items():
+        extra.setdefault(device_id, {})[(ip, ua)] = ts
     out = []
     for dev in devices:
         more = extra.get(dev.device_id)
@@ -122,6 +119,10 @@ def merge_pending(devices: list[DeviceInfo], pending: Iterable[Activity]) -> lis
             if conns.get(key, -1) < ts:
                 conns[key] = ts
         merged = sorted((Connection(ip, ua, ts) for (ip, ua), ts in conns.items()),
-                        key=lambda c: c.last_seen_ts, reverse=True)
+                        key=_newest_first)
         out.append(DeviceInfo(dev.device_id, dev.display_name, tuple(merged)))
     return out
+
+
+def _newest_first(c: Connection) -> int:
+    return -c.last_seen_ts

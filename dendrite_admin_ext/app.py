@@ -1,13 +1,9 @@
 """Assembling the admin API and mounting it into a host application.
 
 The admin paths live under four prefixes, so the API is mounted as one sub-application
-per prefix.  They share one :class:`~.context.AdminContext`; each carries the same
-middleware stack, which therefore applies to admin paths only:
-
-request id + access log → CORS → errors → rate limit → audit → timeout → auth → handler
-
-The audit sits inside the error renderer (it sees the exception, hence the errcode) and
-outside auth (refusals are recorded); rate-limited requests are not recorded.
+per prefix.  They share one :class:`~.context.AdminContext`; each carries the admin
+pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, time limit,
+auth), which therefore applies to admin paths only.
 """
 
 from __future__ import annotations
@@ -17,79 +13,40 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
-from .audit import Audited, audit_middleware
-from .auth import Access, auth_middleware
+from .audit import AuditRecorder
 from .config import Config
 from .context import CONTEXT_KEY, AdminContext, now_ms
-from .errors import error_middleware
-from .limits import RateLimiter, rate_limit_middleware, timeout_middleware
-from .observability import request_id_middleware
+from .limits import Deadlines, RateLimiter
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
+from .pipeline import RoutePolicy, admin_middleware
 from .routes import PREFIXES, RouteSpec, enabled_routes
 from .storage.base import AdminStorage
 from .validation import Schemas, load_schemas
 
-__all__ = ["cors_middleware", "setup_admin"]
-
-_CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Requested-With",
-}
-
-
-def cors_middleware(enabled: bool) -> Middleware:
-    """Answer pre-flight OPTIONS without auth or endpoint logic; add CORS headers."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            response: web.StreamResponse = web.json_response({})
-        else:
-            response = await handler(request)
-        if enabled:
-            for name, value in _CORS_HEADERS.items():
-                response.headers.setdefault(name, value)
-        return response
-
-    return middleware
+__all__ = ["setup_admin"]
 
 
 def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimiter,
+                  deadlines: Deadlines, recorder: AuditRecorder,
                   openapi: dict[str, Any]) -> web.Application:
-    http = ctx.config.http
-    access: dict[AbstractRoute, Access] = {}
-    audited: dict[AbstractRoute, Audited] = {}
-    quiet: dict[AbstractRoute, bool] = {}
-    limited: set[AbstractRoute] = set()
+    policies: dict[AbstractRoute, RoutePolicy] = {}
     sub = web.Application(middlewares=[
-        request_id_middleware(http.record_client_ip, quiet),
-        cors_middleware(http.cors),
-        error_middleware,
-        rate_limit_middleware(limiter, limited),
-        audit_middleware(ctx, audited),
-        timeout_middleware(http.request_timeout),
-        auth_middleware(ctx, access),
+        admin_middleware(ctx, policies, limiter, deadlines, recorder),
     ])
     sub[CONTEXT_KEY] = ctx
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
         route = sub.router.add_route(spec.method, spec.path, spec.handler)
-        access[route] = spec.access
-        quiet[route] = spec.quiet
-        if spec.audit is not None:
-            audited[route] = spec.audit
-        if spec.rate_limited:
-            limited.add(route)
+        policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
+                                      spec.quiet)
     return sub
 
 
-def _lifecycle(ctx: AdminContext, manage_storage: bool
+def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         if manage_storage:
@@ -99,6 +56,7 @@ def _lifecycle(ctx: AdminContext, manage_storage: bool
         try:
             yield
         finally:
+            await deadlines.close()
             await ctx.activity.stop()
             ctx.hasher.close()
             if manage_storage:
@@ -143,6 +101,8 @@ def setup_admin(
                             query_token=config.http.access_token_query_param)
     rate = config.registration.rate_limit
     limiter = RateLimiter(rate.per_second, rate.burst)
+    deadlines = Deadlines(config.http.request_timeout)
+    recorder = AuditRecorder(ctx)
     by_prefix: dict[str, list[RouteSpec]] = defaultdict(list)
     for spec in routes:
         by_prefix[spec.prefix].append(spec)
@@ -150,6 +110,6 @@ def setup_admin(
         # Every prefix is mounted even when empty, so unknown paths under it still get
         # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
         app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
-                                             openapi))
-    app.cleanup_ctx.append(_lifecycle(ctx, manage_storage))
+                                             deadlines, recorder, openapi))
+    app.cleanup_ctx.append(_lifecycle(ctx, deadlines, manage_storage))
     return ctx

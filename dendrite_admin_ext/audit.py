@@ -1,7 +1,7 @@
 """The audit trail of state-changing admin actions.
 
 Driven by the route table: a route whose :class:`~.routes.RouteSpec` carries an
-:class:`Audited` is recorded by :func:`audit_middleware` — successes and refusals alike
+:class:`Audited` is recorded by :class:`AuditRecorder` — successes and refusals alike
 (401, 403, 4xx, 5xx), with time, requester, action, target, outcome (``ok`` or the
 errcode) and request id — to the log (logger ``dendrite_admin_ext.audit``, structured)
 and to storage (:meth:`~.storage.base.AdminStorage.add_audit_entry`).  Handlers need no
@@ -9,7 +9,7 @@ change.  Only the target is taken from a request: a path parameter or one named 
 the JSON body, so no secret (password, token, MAC, nonce) can reach the trail.
 
 Requests refused by the rate limiter are not recorded (they run outside this
-middleware), and refusals of anonymous requests (no valid token) are stored at most
+pipeline step), and refusals of anonymous requests (no valid token) are stored at most
 ``ANONYMOUS_BURST`` at once and ``ANONYMOUS_PER_SECOND`` sustained per client address:
 a flood of junk would otherwise turn into a flood of writes.  Past that they are only
 logged, at DEBUG.  Every request of a known requester is stored.
@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-from aiohttp.web_urldispatcher import AbstractRoute
 
 from .auth import REQUESTER_KEY
 from .context import AdminContext
@@ -35,7 +33,7 @@ from .observability import get_request_id
 from .storage.base import AuditEntry
 from .validation import JSON_BODY_KEY
 
-__all__ = ["Audited", "audit_middleware", "entry_to_json"]
+__all__ = ["AuditRecorder", "Audited", "entry_to_json"]
 
 log = logging.getLogger("dendrite_admin_ext.audit")
 
@@ -79,23 +77,39 @@ def _outcome(exc: BaseException) -> tuple[str, int]:
     return InternalError.errcode, InternalError.status
 
 
-def audit_middleware(ctx: AdminContext, audited: Mapping[AbstractRoute, Audited]
-                     ) -> Middleware:
-    record_ip = ctx.config.http.record_client_ip
-    anonymous = RateLimiter(ANONYMOUS_PER_SECOND, ANONYMOUS_BURST)
+class AuditRecorder:
+    """Records audited requests; :meth:`run` wraps the rest of the pipeline."""
 
-    async def record(request: web.Request, spec: Audited, outcome: str, status: int
-                     ) -> None:
+    def __init__(self, ctx: AdminContext) -> None:
+        self.ctx = ctx
+        self.record_ip = ctx.config.http.record_client_ip
+        self.anonymous = RateLimiter(ANONYMOUS_PER_SECOND, ANONYMOUS_BURST)
+
+    async def run(self, request: web.Request, spec: Audited,
+                  call: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        try:
+            response = await call()
+        except BaseException as exc:
+            outcome, status = _outcome(exc)
+            await self.record(request, spec, outcome, status)
+            raise
+        await self.record(request, spec, "ok" if response.status < 400 else "M_UNKNOWN",
+                          response.status)
+        return response
+
+    async def record(self, request: web.Request, spec: Audited, outcome: str,
+                     status: int) -> None:
         requester = request.get(REQUESTER_KEY)
-        if requester is None and outcome != "ok" and anonymous.check(request.remote or ""):
+        if (requester is None and outcome != "ok"
+                and self.anonymous.check(request.remote or "")):
             log.debug("audit %s outcome=%s not stored: too many anonymous refusals",
                       spec.action, outcome)
             return
         detail: dict[str, Any] = {"method": request.method, "status": status}
-        if record_ip and request.remote:
+        if self.record_ip and request.remote:
             detail["ip"] = request.remote
         entry = AuditEntry(
-            ts=ctx.clock(),
+            ts=self.ctx.clock(),
             request_id=get_request_id(request),
             requester=requester.user_id if requester is not None else None,
             action=spec.action,
@@ -107,29 +121,12 @@ def audit_middleware(ctx: AdminContext, audited: Mapping[AbstractRoute, Audited]
                  entry.target, entry.requester or "-", entry.outcome,
                  extra={"fields": {"audit": entry_to_json(entry)}})
         try:
-            await ctx.storage.add_audit_entry(entry)
+            await self.ctx.storage.add_audit_entry(entry)
         except Exception:
             # The action itself is done (or refused); failing the response now would
             # tell the client it did not happen.  The log line above still has it.
             log.exception("could not store the audit entry for request %s",
                           entry.request_id)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        spec = audited.get(request.match_info.route)
-        if spec is None:
-            return await handler(request)
-        try:
-            response = await handler(request)
-        except BaseException as exc:
-            outcome, status = _outcome(exc)
-            await record(request, spec, outcome, status)
-            raise
-        await record(request, spec, "ok" if response.status < 400 else "M_UNKNOWN",
-                     response.status)
-        return response
-
-    return middleware
 
 
 def entry_to_json(entry: AuditEntry) -> dict[str, Any]:

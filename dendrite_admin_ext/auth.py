@@ -1,21 +1,19 @@
 """Authentication and authorisation for the admin routes.
 
-The middleware runs inside each admin sub-application only, so the host's own routes
-never see it.  It resolves the access token, reads the account fresh (an admin demoted
-in the database loses access at once), enforces the route's access level, and notes the
-device's activity.  It runs before any body is read or any target is looked up.
+:func:`authenticate` runs in the admin pipeline (:mod:`.pipeline`) of each admin
+sub-application only, so the host's own routes never see it.  It resolves the access
+token, reads the account fresh (an admin demoted in the database loses access at once),
+enforces the route's access level, and notes the device's activity.  It runs before
+any body is read or any target is looked up.
 """
 
 from __future__ import annotations
 
 import enum
 import hmac
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-from aiohttp.web_urldispatcher import AbstractRoute
 
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
@@ -26,7 +24,7 @@ __all__ = [
     "REQUESTER_KEY",
     "Access",
     "Requester",
-    "auth_middleware",
+    "authenticate",
     "extract_access_token",
     "get_requester",
 ]
@@ -78,33 +76,22 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
     return token
 
 
-def auth_middleware(
-    ctx: AdminContext, access_by_route: Mapping[AbstractRoute, Access]
-) -> Middleware:
-    allow_query = ctx.config.http.access_token_query_param
-    record_ip = ctx.config.http.record_client_ip
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        access = access_by_route.get(request.match_info.route, Access.PUBLIC)
-        if access is Access.PUBLIC:
-            return await handler(request)
-        token = extract_access_token(request, allow_query)
-        session = await ctx.storage.get_session(token)
-        if session is None or session.is_deactivated:
-            raise UnknownToken()
-        requester = Requester(session.user_id, session.device_id, session.account_type)
-        # Set before the access checks so the audit trail names who was refused.
-        request[REQUESTER_KEY] = requester
-        if session.account_type == AccountType.GUEST:
-            raise GuestAccessForbidden("Guest access not allowed")
-        if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
-            raise Forbidden("This API can only be used by admin users.")
-        ctx.activity.note(
-            requester.user, requester.device_id,
-            (request.remote or "") if record_ip else "",
-            request.headers.get("User-Agent", ""), ctx.clock(),
-        )
-        return await handler(request)
-
-    return middleware
+async def authenticate(ctx: AdminContext, request: web.Request, access: Access) -> None:
+    """Resolve the token and enforce ``access`` (not PUBLIC); put the Requester on the
+    request and note the device's activity.  Raises the Matrix error of SPEC 3."""
+    token = extract_access_token(request, ctx.config.http.access_token_query_param)
+    session = await ctx.storage.get_session(token)
+    if session is None or session.is_deactivated:
+        raise UnknownToken()
+    requester = Requester(session.user_id, session.device_id, session.account_type)
+    # Set before the access checks so the audit trail names who was refused.
+    request[REQUESTER_KEY] = requester
+    if session.account_type == AccountType.GUEST:
+        raise GuestAccessForbidden("Guest access not allowed")
+    if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
+        raise Forbidden("This API can only be used by admin users.")
+    ctx.activity.note(
+        requester.user, requester.device_id,
+        (request.remote or "") if ctx.config.http.record_client_ip else "",
+        request.headers.get("User-Agent", ""), ctx.clock(),
+    )

@@ -53,6 +53,11 @@ CONTEXT_KEY = web.AppKey("dendrite_admin_ext.context", AdminContext)
 
 
 def get_context(request: web.Request) -> AdminContext:
+    # The admin sub-application itself carries the context: one dict lookup, where
+    # config_dict would build a chain of every enclosing application's mappings.
+    ctx = request.app.get(CONTEXT_KEY)
+    if ctx is not None:
+        return ctx
     try:
         return request.config_dict[CONTEXT_KEY]
     except KeyError:

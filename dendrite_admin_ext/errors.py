@@ -1,19 +1,18 @@
 """The Matrix error model: one exception per errcode, rendered by one middleware.
 
 Every failure that leaves the admin API is ``{"errcode": "M_…", "error": "…"}``.
-Handlers and services raise these; :func:`error_middleware` turns them (and aiohttp's
-own 404/405/413 exceptions, storage outages and unexpected bugs) into JSON responses.
+Handlers and services raise these; :func:`error_response` turns them (and aiohttp's
+own 404/405/413 exceptions, storage outages and unexpected bugs) into JSON responses
+for the admin pipeline (:mod:`.pipeline`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 __all__ = [
     "BadJson",
@@ -36,7 +35,7 @@ __all__ = [
     "UserInUse",
     "UserInUseError",
     "WeakPassword",
-    "error_middleware",
+    "error_response",
     "from_http_exception",
     "json_error",
 ]
@@ -199,27 +198,16 @@ def from_http_exception(exc: web.HTTPException) -> MatrixError:
     return err
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Render every failure under the admin prefixes as a Matrix JSON error."""
-    try:
-        return await handler(request)
-    except MatrixError as exc:
+def error_response(request: web.Request, exc: Exception) -> web.Response:
+    """The Matrix JSON response for a failure (anything but cancellation)."""
+    if isinstance(exc, MatrixError):
         return exc.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    if isinstance(exc, web.HTTPException):
         return from_http_exception(exc).response()
-    except StorageUnavailableError as exc:
+    if isinstance(exc, StorageUnavailableError):
         log.warning("storage unavailable during %s %s: %s",
                     request.method, request.rel_url.path, type(exc).__name__)
-        retry = request.config_dict.get(RETRY_AFTER_KEY, 5)
-        return ServiceUnavailable(retry_after_s=retry).response()
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("unhandled error during %s %s", request.method, request.rel_url.path)
-        return InternalError().response()
-
-
-RETRY_AFTER_KEY = web.AppKey("dendrite_admin_ext.retry_after", int)
+        return ServiceUnavailable().response()
+    log.error("unhandled error during %s %s", request.method, request.rel_url.path,
+              exc_info=exc)
+    return InternalError().response()

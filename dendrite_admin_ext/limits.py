@@ -9,23 +9,20 @@ backends (``max_nonces``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
-from aiohttp.web_urldispatcher import AbstractRoute
-
-from .errors import LimitExceeded, MatrixError
+from .errors import MatrixError
 
 __all__ = [
     "RateLimiter",
     "RequestTimeout",
-    "rate_limit_middleware",
-    "timeout_middleware",
+    "Deadlines",
 ]
 
 
@@ -83,22 +80,6 @@ class RateLimiter:
         return (1.0 - bucket.tokens) / self.per_second
 
 
-def rate_limit_middleware(limiter: RateLimiter, limited: Container[AbstractRoute]
-                          ) -> Middleware:
-    """Apply ``limiter`` per client address (``request.remote``: behind a trusted proxy,
-    the address from ``X-Forwarded-For``) to the routes in ``limited``."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.match_info.route in limited:
-            wait = limiter.check(request.remote or "")
-            if wait > 0:
-                raise LimitExceeded(wait)
-        return await handler(request)
-
-    return middleware
-
-
 class RequestTimeout(MatrixError):
     """The request ran longer than ``http.request_timeout``.
 
@@ -110,21 +91,60 @@ class RequestTimeout(MatrixError):
     errcode = "M_UNKNOWN"
 
 
-def timeout_middleware(seconds: float) -> Middleware:
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        deadline = asyncio.timeout(seconds)
-        try:
-            async with deadline:
-                return await handler(request)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # someone else's timeout: a bug or a storage error, not ours
-            raise RequestTimeout(
-                f"The request took longer than {_fmt(seconds)} s; the operation may "
-                "still complete in the background") from None
+class Deadlines:
+    """The ``http.request_timeout`` of every admin request, on one shared timer.
 
-    return middleware
+    A per-request ``asyncio.timeout`` costs a timer handle and a heap operation on every
+    request; here a request only enters and leaves a dict, and one sweeper task,
+    waking a few times per timeout period, cancels the requests past their deadline.
+    So a request is abandoned between ``seconds`` and ``seconds * 1.25`` after it
+    started."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._interval = min(1.0, seconds / 4)
+        self._inflight: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def enter(self) -> asyncio.Task[Any]:
+        """Start the clock for the current task (a request handler)."""
+        task = asyncio.current_task()
+        assert task is not None, "Deadlines.enter outside a task"
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._inflight[task] = time.monotonic() + self.seconds
+        return task
+
+    def leave(self, task: asyncio.Task[Any]) -> None:
+        del self._inflight[task]
+        self._expired.discard(task)
+
+    def timed_out(self, task: asyncio.Task[Any]) -> RequestTimeout | None:
+        """Called on CancelledError: the error to raise instead if the cancellation was
+        ours (the deadline passed), else None (client gone, server stopping)."""
+        if task not in self._expired:
+            return None
+        task.uncancel()
+        return RequestTimeout(
+            f"The request took longer than {_fmt(self.seconds)} s; the operation may "
+            "still complete in the background")
+
+    async def _sweep(self) -> None:
+        while self._inflight:
+            await asyncio.sleep(self._interval)
+            now = time.monotonic()
+            for task, deadline in list(self._inflight.items()):
+                if deadline <= now and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
 
 def _fmt(seconds: float) -> str:

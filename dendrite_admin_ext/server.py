@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from .app import setup_admin
 from .config import Config
-from .errors import error_middleware
+from .errors import Unrecognized
 from .storage import storage_from_config
 from .storage.base import AdminStorage
 
@@ -76,17 +76,20 @@ def forwarded_middleware(trusted: Sequence[IPNetwork]) -> Middleware:
 
 def build_standalone_app(config: Config, storage: AdminStorage | None = None
                          ) -> web.Application:
-    # The root app answers non-admin paths too (JSON 404s), and needs no body limit of
-    # its own: each admin route enforces http.max_body_size itself.
-    # Without trusted proxies the forwarded middleware would only pass requests on: it
-    # is left out rather than paid for on every request.
+    # The root app needs no body limit of its own: each admin route enforces
+    # http.max_body_size itself.  Without trusted proxies the forwarded middleware would
+    # only pass requests on: it is left out rather than paid for on every request.
     trusted = config.http.trusted_proxies
-    app = web.Application(middlewares=[
-        *([forwarded_middleware(trusted)] if trusted else []),
-        error_middleware,
-    ])
+    app = web.Application(middlewares=[forwarded_middleware(trusted)] if trusted else [])
     setup_admin(app, config, storage or storage_from_config(config.database))
+    # Paths outside the admin prefixes get a Matrix JSON 404 too.  A catch-all route
+    # rather than a root middleware, which every admin request would pass through.
+    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return Unrecognized("Unrecognized request").response()
 
 
 def run_server(config: Config) -> None:
