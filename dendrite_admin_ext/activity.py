@@ -39,6 +39,9 @@ class ActivityTracker:
         # sightings in O(devices), without scanning the whole server's.
         self._pending: dict[_User, dict[_Sighting, int]] = {}
         self._count = 0
+        # The batch being written: still shown by whois until the write is done.
+        self._flushing: dict[_User, dict[_Sighting, int]] = {}
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def note(self, user: UserID, device_id: str, ip: str, user_agent: str, ts: int) -> None:
@@ -58,12 +61,22 @@ class ActivityTracker:
             sightings[key] = ts
 
     def pending_for(self, user: UserID) -> Mapping[_Sighting, int]:
-        return self._pending.get((user.localpart, user.server_name), {})
+        ukey = (user.localpart, user.server_name)
+        pending = self._pending.get(ukey, {})
+        flushing = self._flushing.get(ukey)
+        if not flushing:
+            return pending
+        merged = dict(flushing)
+        for key, ts in pending.items():
+            if merged.get(key, -1) < ts:
+                merged[key] = ts
+        return merged
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending, self._count = self._pending, {}, 0
+        self._flushing = batch
         try:
             await self.storage.record_activity([
                 Activity(lp, sn, device, ip, ua, ts)
@@ -78,9 +91,13 @@ class ActivityTracker:
                     self.note(user, device, ip, ua, ts)
             log.warning("could not record device activity (%s); will retry",
                         type(exc).__name__)
+        finally:
+            self._flushing = {}
 
     async def _run(self) -> None:
-        while True:
+        # The flag as well as cancel(): a cancellation that lands as a database call
+        # completes can be swallowed by the driver, and the loop must still end.
+        while not self._stopping:
             await asyncio.sleep(self.interval)
             try:
                 await self.flush()
@@ -88,9 +105,11 @@ class ActivityTracker:
                 log.exception("device activity flush failed")
 
     def start(self) -> None:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -165,3 +165,34 @@ async def test_ip_recording_can_be_disabled(harness_factory: HarnessFactory) -> 
     body = await (await h.client.get(WHOIS + "@root:test.example", headers=admin.auth)).json()
     conns = body["devices"][admin.device_id]["sessions"][0]["connections"]
     assert conns and all(c["ip"] == "" for c in conns)
+
+
+async def test_activity_visible_while_being_written(harness_factory: HarnessFactory) -> None:
+    """A sighting is shown by whois at every moment: pending, being written, stored."""
+    storage = MemoryStorage()
+    h = await harness_factory(storage_override=storage,
+                              http={"activity_flush_interval": 3600})
+    admin = await h.user("root", admin=True)
+    await h.client.get(WHOIS + "@root:test.example", headers={**admin.auth,
+                                                               "User-Agent": "slow"})
+    release = asyncio.Event()
+    entered = asyncio.Event()
+    original = storage.record_activity
+
+    async def slow_record(seen: object) -> None:
+        entered.set()
+        await release.wait()
+        await original(seen)  # type: ignore[arg-type]
+
+    storage.record_activity = slow_record  # type: ignore[method-assign]
+    flushing = asyncio.ensure_future(h.ctx.activity.flush())
+    try:
+        await entered.wait()
+        body = await (await h.client.get(WHOIS + "@root:test.example",
+                                         headers={**admin.auth, "User-Agent": "other"})).json()
+    finally:
+        release.set()
+        await flushing
+    agents = {c["user_agent"] for c in body["devices"][admin.device_id]["sessions"][0]
+              ["connections"]}
+    assert "slow" in agents

@@ -35,9 +35,12 @@ async def whois(request: web.Request) -> web.Response:
     user = parse_user_id(raw)
     if user.server_name != ctx.config.server_name:
         raise InvalidParam("Can only whois a local user")
-    if await ctx.storage.get_account(user) is None:
+    stored = await ctx.storage.get_devices(user)
+    # Devices only exist for existing accounts: the account lookup (another database
+    # round trip) is needed only to tell "no devices" from "no such user".
+    if not stored and await ctx.storage.get_account(user) is None:
         raise NotFound("Unknown user")
-    devices = merge_pending(await ctx.storage.get_devices(user), ctx.activity.pending_for(user))
+    devices = merge_pending(stored, ctx.activity.pending_for(user))
     body: dict[str, Any] = {
         "user_id": str(user),
         "devices": {
