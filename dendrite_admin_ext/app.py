@@ -23,11 +23,16 @@ from .limits import Deadlines, RateLimiter
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
+from .rooms import wait_for_running
 from .routes import PREFIXES, RouteSpec, enabled_routes
 from .storage.base import AdminStorage
 from .validation import Schemas, load_schemas
 
 __all__ = ["setup_admin"]
+
+# At shutdown, how long detached work (an evacuation whose client went away) may take to
+# finish before storage is closed.
+DETACHED_WORK_GRACE_S = 60.0
 
 
 def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimiter,
@@ -56,6 +61,7 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
         try:
             yield
         finally:
+            await wait_for_running(DETACHED_WORK_GRACE_S)
             await deadlines.close()
             await ctx.activity.stop()
             ctx.hasher.close()

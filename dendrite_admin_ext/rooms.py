@@ -28,6 +28,7 @@ __all__ = [
     "member_content",
     "room_lock_key",
     "run_to_completion",
+    "wait_for_running",
 ]
 
 BATCH_SIZE = 500
@@ -46,6 +47,15 @@ async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
     _running.add(task)
     task.add_done_callback(_running.discard)
     return await asyncio.shield(task)
+
+
+async def wait_for_running(timeout: float) -> None:
+    """At shutdown: let detached work (evacuations, notice set-ups whose requests went
+    away or timed out) finish before storage closes under it, for up to ``timeout``
+    seconds.  Anything still running after that is safe to re-run."""
+    pending = [t for t in _running if not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
 
 
 def room_lock_key(room_id: str) -> tuple[str, str]:

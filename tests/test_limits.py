@@ -14,6 +14,7 @@ from dendrite_admin_ext.limits import RateLimiter
 from dendrite_admin_ext.passwords import PasswordHasher
 from dendrite_admin_ext.registration import compute_mac
 from dendrite_admin_ext.storage.base import AdminStorage
+from dendrite_admin_ext.storage.memory import MemoryStorage
 
 from .conftest import SECRET, SERVER, HarnessFactory, make_room
 
@@ -168,3 +169,33 @@ async def test_nonce_flood_is_bounded(harness_factory: HarnessFactory) -> None:
 
     assert (await try_register(oldest, "first"))["errcode"] == "M_UNKNOWN"  # evicted
     assert (await try_register(newest, "second"))["user_id"] == f"@second:{SERVER}"
+
+
+async def test_shutdown_waits_for_detached_evacuation(
+        harness_factory: HarnessFactory, storage: AdminStorage,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An evacuation whose request timed out still finishes before storage closes."""
+    h = await harness_factory(http={"request_timeout": 0.2})
+    admin = await h.user("boss", admin=True)
+    members = [f"@w{i}:{SERVER}" for i in range(3)]
+    room = await make_room(storage, str(admin.user_id), joined=members)
+    real = storage.apply_memberships
+
+    async def slow(room_id: str, changes: Any) -> list[str]:
+        await asyncio.sleep(0.6)
+        return await real(room_id, changes)
+
+    monkeypatch.setattr(storage, "apply_memberships", slow)
+    r = await h.client.post(f"/_dendrite/admin/evacuateRoom/{room}", headers=admin.auth)
+    assert r.status == 504
+    await h.client.close()  # app clean-up: must wait for the evacuation
+    if isinstance(storage, MemoryStorage):
+        for m in members:
+            assert await storage.get_membership(room, m) == "leave"
+    else:
+        await storage.open()  # the shipped SQL backends are reopened to look
+        try:
+            for m in members:
+                assert await storage.get_membership(room, m) == "leave"
+        finally:
+            await storage.close()
