@@ -49,13 +49,13 @@ async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
     return await asyncio.shield(task)
 
 
-async def wait_for_running(timeout: float) -> None:
+async def wait_for_running(grace_s: float) -> None:
     """At shutdown: let detached work (evacuations, notice set-ups whose requests went
-    away or timed out) finish before storage closes under it, for up to ``timeout``
+    away or timed out) finish before storage closes under it, for up to ``grace_s``
     seconds.  Anything still running after that is safe to re-run."""
     pending = [t for t in _running if not t.done()]
     if pending:
-        await asyncio.wait(pending, timeout=timeout)
+        await asyncio.wait(pending, timeout=grace_s)
 
 
 def room_lock_key(room_id: str) -> tuple[str, str]:
