@@ -89,8 +89,8 @@ class _Helpers(SqlStorage):
 class SqliteForTests(_Helpers, SqliteStorage):
     def _blocking(self, op: Op[T]) -> T:
         # On the storage's own worker thread, so it sees (and orders with) every write.
-        assert self._executor is not None, "open the storage first"
-        return self._executor.submit(self._run_sync, op, True).result()
+        assert self._worker is not None, "open the storage first"
+        return self._worker.call_blocking(lambda: self._run_sync(op, True))
 
 
 class PostgresForTests(_Helpers, PostgresStorage):
