@@ -16,7 +16,7 @@ from dendrite_admin_ext.registration import compute_mac
 from dendrite_admin_ext.storage.base import AdminStorage
 from dendrite_admin_ext.storage.memory import MemoryStorage
 
-from .conftest import SECRET, SERVER, HarnessFactory, make_room
+from .conftest import SECRET, SERVER, Harness, HarnessFactory, make_room
 
 REGISTER = "/_synapse/admin/v1/register"
 
@@ -77,14 +77,15 @@ async def test_registration_burst_gets_429(harness_factory: HarnessFactory) -> N
     assert r.status == 200
 
 
-async def test_request_timeout_is_504_and_evacuation_still_completes(
-        harness_factory: HarnessFactory, storage: AdminStorage,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+async def timed_out_evacuation(harness_factory: HarnessFactory, storage: AdminStorage,
+                               monkeypatch: pytest.MonkeyPatch
+                               ) -> tuple[Harness, str, list[str], asyncio.Event]:
+    """An evacuateRoom whose storage is slower than the 0.2 s request timeout: the
+    request has answered 504; returns the room, its members and an event set once the
+    leaves are stored."""
     h = await harness_factory(http={"request_timeout": 0.2})
     admin = await h.user("boss", admin=True)
     members = [f"@m{i}:{SERVER}" for i in range(3)]
-    for m in members:
-        await h.user(m[1:].split(":")[0])
     room = await make_room(storage, str(admin.user_id), joined=members)
     real = storage.apply_memberships
     done = asyncio.Event()
@@ -101,6 +102,14 @@ async def test_request_timeout_is_504_and_evacuation_still_completes(
     body = await r.json()
     assert body["errcode"] == "M_UNKNOWN" and "0.2 s" in body["error"]
     assert "Retry-After" not in r.headers
+    return h, room, members, done
+
+
+async def test_request_timeout_is_504_and_evacuation_still_completes(
+        harness_factory: HarnessFactory, storage: AdminStorage,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _, room, members, done = await timed_out_evacuation(harness_factory, storage,
+                                                        monkeypatch)
     # Not cut half-way: the shielded evacuation runs on and parts everyone.
     await asyncio.wait_for(done.wait(), 5)
     for m in members:
@@ -175,19 +184,9 @@ async def test_shutdown_waits_for_detached_evacuation(
         harness_factory: HarnessFactory, storage: AdminStorage,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """An evacuation whose request timed out still finishes before storage closes."""
-    h = await harness_factory(http={"request_timeout": 0.2})
-    admin = await h.user("boss", admin=True)
-    members = [f"@w{i}:{SERVER}" for i in range(3)]
-    room = await make_room(storage, str(admin.user_id), joined=members)
-    real = storage.apply_memberships
-
-    async def slow(room_id: str, changes: Any) -> list[str]:
-        await asyncio.sleep(0.6)
-        return await real(room_id, changes)
-
-    monkeypatch.setattr(storage, "apply_memberships", slow)
-    r = await h.client.post(f"/_dendrite/admin/evacuateRoom/{room}", headers=admin.auth)
-    assert r.status == 504
+    h, room, members, done = await timed_out_evacuation(harness_factory, storage,
+                                                        monkeypatch)
+    assert not done.is_set()
     await h.client.close()  # app clean-up: must wait for the evacuation
     if isinstance(storage, MemoryStorage):
         for m in members:
