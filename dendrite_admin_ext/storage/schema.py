@@ -61,6 +61,9 @@ POSTGRES = Dialect(
         "next_session_id": "nextval('userapi_device_session_id_seq')",
         "greatest": "GREATEST",
         "for_update": "FOR UPDATE",
+        # Housekeeping deletes pass over rows another transaction holds (it is deleting
+        # or consuming them anyway) instead of waiting, or deadlocking, on them.
+        "skip_locked": "FOR UPDATE SKIP LOCKED",
     },
     # Any constant shared by every worker of this package.
     migration_lock="SELECT pg_advisory_xact_lock(7234017650394541)",
@@ -77,6 +80,7 @@ SQLITE = Dialect(
         "greatest": "MAX",
         # No row locks in SQLite; BEGIN IMMEDIATE already serialises writers.
         "for_update": "",
+        "skip_locked": "",
     },
 )
 

@@ -385,9 +385,15 @@ class SqlStorage:
         new_id = int(res.rows[0][0])
         # Ids grow with every insert, so "id > new_id - max_nonces" are at most
         # max_nonces rows: the bound holds without counting anything.
-        yield Stmt("DELETE FROM dendrite_admin_nonces WHERE id <= %s", (new_id - max_nonces,))
+        # Concurrent GETs trim overlapping ranges: rows another transaction holds are
+        # skipped, not waited for (a flood of GETs deadlocked on them, answering 503).
+        yield Stmt("DELETE FROM dendrite_admin_nonces WHERE id IN (SELECT id FROM"
+                   " dendrite_admin_nonces WHERE id <= %s {skip_locked})",
+                   (new_id - max_nonces,))
         if new_id % NONCE_PURGE_EVERY == 0:
-            yield Stmt("DELETE FROM dendrite_admin_nonces WHERE expires_ts <= %s", (_now_ms(),))
+            yield Stmt("DELETE FROM dendrite_admin_nonces WHERE id IN (SELECT id FROM"
+                       " dendrite_admin_nonces WHERE expires_ts <= %s {skip_locked})",
+                       (_now_ms(),))
 
     async def take_nonce(self, nonce: str, now_ts: int) -> bool:
         row = await self._run(self._one(
