@@ -61,7 +61,7 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
         try:
             yield
         finally:
-            await wait_for_running(DETACHED_WORK_GRACE_S)
+            await wait_for_running(ctx, DETACHED_WORK_GRACE_S)
             await deadlines.close()
             await ctx.activity.stop()
             ctx.hasher.close()

@@ -7,6 +7,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -47,6 +48,8 @@ class AdminContext:
     activity: ActivityTracker
     clock: Callable[[], int] = now_ms
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    # Work that outlives its request (evacuations, notice set-ups): see rooms.py.
+    detached: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 CONTEXT_KEY = web.AppKey("dendrite_admin_ext.context", AdminContext)

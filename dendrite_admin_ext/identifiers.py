@@ -62,10 +62,6 @@ class UserID:
     def __str__(self) -> str:
         return f"@{self.localpart}:{self.server_name}"
 
-    @classmethod
-    def parse(cls, value: str) -> UserID:
-        return parse_user_id(value)
-
 
 @functools.lru_cache(maxsize=4096)
 def parse_user_id(value: str) -> UserID:

@@ -140,7 +140,7 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     :class:`NotFound`."""
     # Once rooms are being set up, finish even if the client goes away: a half-made
     # notices room (created but not recorded) would be orphaned.
-    return await run_to_completion(_send_checked(ctx, notice))
+    return await run_to_completion(ctx, _send_checked(ctx, notice))
 
 
 async def _send_checked(ctx: AdminContext, notice: Notice) -> str:
@@ -254,7 +254,7 @@ async def send_server_notice_once(ctx: AdminContext, notice: Notice,
     of the first send.  A failed send is not recorded, so a retry tries again.  The
     send and its record complete together even if the client goes away, so a retry
     (which waits for them) finds the record."""
-    return await run_to_completion(_send_once(ctx, notice, key))
+    return await run_to_completion(ctx, _send_once(ctx, notice, key))
 
 
 async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> str:

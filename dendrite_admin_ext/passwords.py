@@ -10,7 +10,6 @@ at once instead of holding a connection and memory for minutes.
 from __future__ import annotations
 
 import asyncio
-import hmac
 from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
@@ -79,25 +78,8 @@ class PasswordHasher:
         finally:
             self._in_flight -= 1
 
-    async def verify(self, password: str, hashed: str) -> bool:
-        if self._executor is None or self._semaphore is None:
-            self.start()
-        assert self._executor is not None and self._semaphore is not None
-        self._admit()
-        try:
-            async with self._semaphore:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._executor, self.verify_sync,
-                                                  password, hashed)
-        finally:
-            self._in_flight -= 1
-
     def _admit(self) -> None:
         if self._in_flight >= self.max_concurrent + self.max_queued:
             raise ServiceUnavailable("Too many password hashes in progress, try again shortly",
                                      retry_after_s=1)
         self._in_flight += 1
-
-
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

@@ -35,25 +35,23 @@ BATCH_SIZE = 500
 
 T = TypeVar("T")
 
-# asyncio keeps only weak references to tasks: a detached evacuation whose request was
-# cancelled must be held somewhere until it ends, or it could be garbage-collected.
-_running: set[asyncio.Task[Any]] = set()
-
-
-async def run_to_completion(coro: Coroutine[Any, Any, T]) -> T:
+async def run_to_completion(ctx: AdminContext, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` in its own task and wait for it; cancelling the caller (a client
-    disconnecting, with aiohttp's handler cancellation on) does not stop the work."""
+    disconnecting, with aiohttp's handler cancellation on) does not stop the work.
+
+    asyncio keeps only weak references to tasks: the task is held in ``ctx.detached``
+    until it ends, so a detached evacuation cannot be garbage-collected half-way."""
     task = asyncio.ensure_future(coro)
-    _running.add(task)
-    task.add_done_callback(_running.discard)
+    ctx.detached.add(task)
+    task.add_done_callback(ctx.detached.discard)
     return await asyncio.shield(task)
 
 
-async def wait_for_running(grace_s: float) -> None:
+async def wait_for_running(ctx: AdminContext, grace_s: float) -> None:
     """At shutdown: let detached work (evacuations, notice set-ups whose requests went
     away or timed out) finish before storage closes under it, for up to ``grace_s``
     seconds.  Anything still running after that is safe to re-run."""
-    pending = [t for t in _running if not t.done()]
+    pending = [t for t in ctx.detached if not t.done()]
     if pending:
         await asyncio.wait(pending, timeout=grace_s)
 
@@ -81,7 +79,7 @@ async def evacuate_room(ctx: AdminContext, room_id: str, *,
     order they were parted.  Unknown room: :class:`NotFound`."""
     if not await ctx.storage.room_exists(room_id):
         raise NotFound(f"Unknown room {room_id}")
-    return await run_to_completion(_evacuate_room(ctx, room_id, batch_size))
+    return await run_to_completion(ctx, _evacuate_room(ctx, room_id, batch_size))
 
 
 async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> list[str]:
@@ -115,7 +113,7 @@ async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
     of the rooms left.  Unknown account: :class:`NotFound`."""
     if await ctx.storage.get_account(user) is None:
         raise NotFound(f"Unknown user {user}")
-    return await run_to_completion(_evacuate_user(ctx, user))
+    return await run_to_completion(ctx, _evacuate_user(ctx, user))
 
 
 async def _evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:

@@ -106,9 +106,5 @@ ROUTES: list[RouteSpec] = [
 ]
 
 
-def register_feature(name: str, check: Callable[[Config], bool]) -> None:
-    _FEATURES[name] = check
-
-
 def enabled_routes(config: Config) -> list[RouteSpec]:
     return [r for r in ROUTES if _FEATURES[r.feature](config)]

@@ -48,4 +48,5 @@ def test_server_names() -> None:
 
 
 def test_user_id_round_trip() -> None:
-    assert UserID.parse("@a:b.c") == UserID("a", "b.c")
+    assert parse_user_id("@a:b.c") == UserID("a", "b.c")
+    assert str(parse_user_id("@a:b.c")) == "@a:b.c"
