@@ -17,6 +17,7 @@ import collections
 import concurrent.futures
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -137,7 +138,7 @@ class SqliteStorage(SqlStorage):
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailableError(f"cannot open {self.path}: {exc}") from exc
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
             # NORMAL in WAL mode: a committed transaction survives a crash of the
             # process (SIGKILL); only a power loss may lose the last ones.
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -147,6 +148,20 @@ class SqliteStorage(SqlStorage):
             conn.close()
             raise StorageUnavailableError(f"cannot use {self.path}: {exc}") from exc
         self._conn = conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switching a new file to WAL needs an exclusive lock, and SQLite reports a
+        clash with another process opening it at the same moment as "database is
+        locked" at once, without its busy handler: retry within ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     async def _disconnect(self) -> None:
         worker, self._worker = self._worker, None
