@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from .responses import json_response
+
 __all__ = [
     "BadJson",
     "Forbidden",
@@ -177,7 +179,7 @@ class UserInUseError(Exception):
 def json_error(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(dict(body), status=status, headers=dict(headers or {}))
+    return json_response(dict(body), status=status, headers=headers)
 
 
 def from_http_exception(exc: web.HTTPException) -> MatrixError:

@@ -39,6 +39,7 @@ from .observability import (
     log_access,
     unbind_request_id,
 )
+from .responses import json_response
 
 __all__ = ["CORS_HEADERS", "RoutePolicy", "admin_middleware"]
 
@@ -65,7 +66,8 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
                      limiter: RateLimiter, deadlines: Deadlines,
                      recorder: AuditRecorder) -> Middleware:
     http = ctx.config.http
-    cors = CORS_HEADERS if http.cors else {}
+    # Added to every answer in one call: the CORS headers (when enabled), then the id.
+    cors = list(CORS_HEADERS.items()) if http.cors else []
     record_ip = http.record_client_ip
 
     async def guarded(request: web.Request, handler: Handler,
@@ -84,29 +86,6 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
         finally:
             deadlines.leave(task)
 
-    async def respond(request: web.Request, handler: Handler,
-                      policy: RoutePolicy) -> web.StreamResponse:
-        if request.method == "OPTIONS":
-            return web.json_response({})
-        try:
-            if policy.rate_limited:
-                wait = limiter.check(request.remote or "")
-                if wait > 0:
-                    raise LimitExceeded(wait)
-            audit = policy.audit
-            if audit is None:
-                return await guarded(request, handler, policy.access)
-            return await recorder.run(request, audit,
-                                      lambda: guarded(request, handler, policy.access))
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            return error_response(request, exc)
-        except (asyncio.CancelledError, ConnectionResetError):
-            raise
-        except Exception as exc:
-            return error_response(request, exc)
-
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = choose_request_id(request.headers.get("X-Request-ID"))
@@ -115,12 +94,31 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
         policy = policies.get(request.match_info.route, _UNMATCHED)
         status = 499  # stays so if the client goes away mid-request
         try:
-            response = await respond(request, handler, policy)
+            try:
+                if request.method == "OPTIONS":
+                    response: web.StreamResponse = json_response({})
+                else:
+                    if policy.rate_limited:
+                        wait = limiter.check(request.remote or "")
+                        if wait > 0:
+                            raise LimitExceeded(wait)
+                    audit = policy.audit
+                    if audit is None:
+                        response = await guarded(request, handler, policy.access)
+                    else:
+                        response = await recorder.run(
+                            request, audit, lambda: guarded(request, handler, policy.access))
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = error_response(request, exc)
+            except (asyncio.CancelledError, ConnectionResetError):
+                raise
+            except Exception as exc:
+                response = error_response(request, exc)
             status = response.status
-            headers = response.headers
-            for name, value in cors.items():
-                headers.setdefault(name, value)
-            headers["X-Request-ID"] = request_id
+            response.headers.extend(cors)
+            response.headers["X-Request-ID"] = request_id
             return response
         finally:
             level = logging.DEBUG if policy.quiet else logging.INFO

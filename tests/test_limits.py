@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dendrite_admin_ext.errors import ServiceUnavailable
-from dendrite_admin_ext.limits import RateLimiter
+from dendrite_admin_ext.limits import Deadlines, RateLimiter, RequestTimeout
 from dendrite_admin_ext.passwords import PasswordHasher
 from dendrite_admin_ext.registration import compute_mac
 from dendrite_admin_ext.storage.base import AdminStorage
@@ -121,6 +121,40 @@ async def test_fast_requests_unaffected_by_timeout(harness_factory: HarnessFacto
     admin = await h.user("boss", admin=True)
     r = await h.client.get(f"/_synapse/admin/v1/whois/@boss:{SERVER}", headers=admin.auth)
     assert r.status == 200
+
+
+async def test_deadline_sweeper_outlives_idle_moments_and_still_cancels() -> None:
+    """Requests that finish before the sweeper first runs must not leave it to end and
+    be re-created for the next one; a slow request after such a burst still times out."""
+    deadlines = Deadlines(0.2)
+
+    async def instant() -> asyncio.Task[None] | None:
+        task = deadlines.enter()
+        deadlines.leave(task)
+        return deadlines._sweeper
+
+    try:
+        first = await asyncio.create_task(instant())
+        await asyncio.sleep(0.1)  # the sweeper runs and finds nothing in flight
+        for _ in range(20):
+            assert await asyncio.create_task(instant()) is first
+        assert first is not None and not first.done()
+
+        async def slow() -> RequestTimeout | None:
+            task = deadlines.enter()
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                return deadlines.timed_out(task)
+            finally:
+                deadlines.leave(task)
+            return None
+
+        outcome = await asyncio.wait_for(asyncio.create_task(slow()), 2)
+        assert isinstance(outcome, RequestTimeout)
+    finally:
+        await deadlines.close()
+    assert first.done()
 
 
 async def test_bcrypt_queue_is_bounded() -> None:

@@ -11,6 +11,7 @@ from ..audit import entry_to_json
 from ..context import get_context
 from ..errors import InvalidParam, StorageUnavailableError
 from ..openapi import OPENAPI_KEY
+from ..responses import json_response
 
 __all__ = ["AUDIT_QUERY", "audit_log", "health", "openapi_json"]
 
@@ -33,15 +34,15 @@ async def health(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_TIMEOUT_S):
             await ctx.storage.ping()
     except (StorageUnavailableError, OSError, TimeoutError):
-        return web.json_response(
+        return json_response(
             {"errcode": "M_UNKNOWN", "error": "Database unreachable",
              "status": "unavailable", "database": "unreachable"},
             status=503, headers={"Retry-After": "5"})
-    return web.json_response({"status": "ok", "database": "ok"})
+    return json_response({"status": "ok", "database": "ok"})
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(request.config_dict[OPENAPI_KEY])
+    return json_response(request.config_dict[OPENAPI_KEY])
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int,
@@ -64,4 +65,4 @@ async def audit_log(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"entries": [entry_to_json(e) for e in entries]}
     if len(entries) == limit and entries[-1].id is not None:
         body["next_from"] = str(entries[-1].id)
-    return web.json_response(body)
+    return json_response(body)

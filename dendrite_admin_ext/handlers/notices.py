@@ -8,6 +8,7 @@ from ..auth import get_requester
 from ..context import get_context
 from ..errors import InvalidParam
 from ..notices import Notice, parse_notice, send_server_notice, send_server_notice_once
+from ..responses import json_response
 from ..storage.base import NoticeTxnKey
 from ..validation import read_json_body
 
@@ -26,7 +27,7 @@ async def _read_notice(request: web.Request) -> Notice:
 async def send_notice(request: web.Request) -> web.Response:
     notice = await _read_notice(request)
     event_id = await send_server_notice(get_context(request), notice)
-    return web.json_response({"event_id": event_id})
+    return json_response({"event_id": event_id})
 
 
 async def send_notice_txn(request: web.Request) -> web.Response:
@@ -37,4 +38,4 @@ async def send_notice_txn(request: web.Request) -> web.Response:
     notice = await _read_notice(request)
     key = NoticeTxnKey(requester.user_id, requester.device_id, txn_id)
     event_id = await send_server_notice_once(get_context(request), notice, key)
-    return web.json_response({"event_id": event_id})
+    return json_response({"event_id": event_id})

@@ -6,17 +6,18 @@ from aiohttp import web
 
 from ..context import get_context
 from ..registration import issue_nonce, register_user
+from ..responses import json_response
 from ..validation import read_json_body
 
 __all__ = ["get_nonce", "post_register"]
 
 
 async def get_nonce(request: web.Request) -> web.Response:
-    return web.json_response({"nonce": await issue_nonce(get_context(request))})
+    return json_response({"nonce": await issue_nonce(get_context(request))})
 
 
 async def post_register(request: web.Request) -> web.Response:
     ctx = get_context(request)
     body = await read_json_body(request, ctx.schemas["register"], ctx.config.http.max_body_size)
     result = await register_user(ctx, body)
-    return web.json_response(result.to_json())
+    return json_response(result.to_json())

@@ -8,6 +8,7 @@ from aiohttp import web
 from .. import rooms
 from ..context import get_context
 from ..identifiers import parse_room_id
+from ..responses import json_response
 from .users import local_user
 
 __all__ = ["evacuate_room", "evacuate_user"]
@@ -16,10 +17,10 @@ __all__ = ["evacuate_room", "evacuate_user"]
 async def evacuate_room(request: web.Request) -> web.Response:
     ctx = get_context(request)
     room_id = parse_room_id(request.match_info["room_id"])
-    return web.json_response({"affected": await rooms.evacuate_room(ctx, room_id)})
+    return json_response({"affected": await rooms.evacuate_room(ctx, room_id)})
 
 
 async def evacuate_user(request: web.Request) -> web.Response:
     ctx = get_context(request)
     user = local_user(request.match_info["user_id"], ctx.config.server_name)
-    return web.json_response({"affected": await rooms.evacuate_user(ctx, user)})
+    return json_response({"affected": await rooms.evacuate_user(ctx, user)})

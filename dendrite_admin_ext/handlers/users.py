@@ -12,6 +12,7 @@ from ..context import get_context
 from ..errors import Forbidden, InvalidParam, NotFound
 from ..identifiers import UserID, is_valid_localpart, parse_user_id
 from ..passwords import check_password_policy
+from ..responses import json_response
 from ..validation import read_json_body
 
 __all__ = ["reset_password", "whois"]
@@ -51,7 +52,7 @@ async def whois(request: web.Request) -> web.Response:
             for d in devices
         },
     }
-    return web.json_response(body)
+    return json_response(body)
 
 
 def parse_localpart_or_user_id(value: str, server_name: str) -> UserID:
@@ -79,4 +80,4 @@ async def reset_password(request: web.Request) -> web.Response:
     keep = requester.device_id if requester.user == user else None
     await ctx.storage.set_password(user, password_hash, logout_devices=logout_devices,
                                    keep_device_id=keep)
-    return web.json_response({"password_updated": True})
+    return json_response({"password_updated": True})
