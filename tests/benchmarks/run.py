@@ -16,7 +16,9 @@ and the table shows medians, so a noisy shared machine moves both alike.
 Figures (targets from issue 6):
 
 * whois rps and p50/p99 per backend vs the ceiling: memory >= 0.80, SQLite >= 0.50,
-  PostgreSQL >= 0.35 of the ceiling's rps.
+  PostgreSQL >= 0.35 of the ceiling's rps.  Beside them, the shape floor: the ceiling's
+  handler mounted as the admin API is (sub-applications, one middleware), no auth, no
+  storage — the best any admin API of this shape could do.
 * event-loop health: whois p99 while 16 bcrypt-cost-12 password resets are in flight
   (<= 25 ms), and the same with hashing forced onto the event loop.
 * evacuateRoom on PostgreSQL, 10k and 50k local members: time ratio <= 5.5, peak RSS
@@ -68,12 +70,13 @@ class Profile:
     nonce_count: int
     evac_sizes: tuple[int, int]
     evac_rounds: int
+    call_count: int
 
 
 PROFILES = {
-    "full": Profile("full", 5, 3.0, 0.5, 32, 4.0, 200_000, (10_000, 50_000), 3),
-    "quick": Profile("quick", 3, 1.0, 0.3, 32, 2.0, 20_000, (2_000, 10_000), 1),
-    "smoke": Profile("smoke", 1, 0.2, 0.05, 4, 0.3, 300, (40, 200), 1),
+    "full": Profile("full", 5, 3.0, 0.5, 32, 4.0, 200_000, (10_000, 50_000), 3, 20_000),
+    "quick": Profile("quick", 3, 1.0, 0.3, 32, 2.0, 20_000, (2_000, 10_000), 1, 5_000),
+    "smoke": Profile("smoke", 1, 0.2, 0.05, 4, 0.3, 300, (40, 200), 1, 200),
 }
 
 
@@ -119,8 +122,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
 
 
-def bench_server(folder: Path, *, ceiling: bool = False, hash_on_loop: bool = False,
-                 **overrides: Any) -> Server:
+def bench_server(folder: Path, *, ceiling: bool = False, floor: bool = False,
+                 hash_on_loop: bool = False, **overrides: Any) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {
         "server_name": SERVER_NAME,
@@ -130,7 +133,8 @@ def bench_server(folder: Path, *, ceiling: bool = False, hash_on_loop: bool = Fa
         **overrides,
     }
     config = write_config(folder, **raw)
-    flags = [*(["--ceiling"] if ceiling else []), *(["--hash-on-loop"] if hash_on_loop else [])]
+    flags = [*(["--ceiling"] if ceiling else []), *(["--floor"] if floor else []),
+             *(["--hash-on-loop"] if hash_on_loop else [])]
     server = Server(config, command=[sys.executable, "-m", "tests.benchmarks.server", *flags])
     os.environ.update(_env())  # Server passes os.environ on to the child
     return server
@@ -344,6 +348,18 @@ def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
 
 def bench_throughput(p: Profile, backends: Backends, ceiling: Server, report: Report,
                      folder: Path, only: set[str]) -> None:
+    if "whois" in only:
+        # What the mandated shape alone costs: the ceiling's own handler, mounted in
+        # sub-applications behind a pass-through middleware, as the admin API is.
+        with serving(bench_server(folder / "floor", floor=True)) as floor:
+            floor_args, ceiling_args = (
+                loadgen_args(server, WHOIS_PATH, concurrency=p.concurrency,
+                             duration=p.duration, warmup=p.warmup)
+                for server in (floor, ceiling))
+            got, ref = alternate(p.rounds, lambda: load(floor_args),
+                                 lambda: load(ceiling_args))
+            ratio_row(report, "whois shape floor (bare handler in the admin sub-apps, "
+                      "pass-through middleware)", got, ref, None)
     for name in list(backends.names):
         database = backends.database(name)
         with serving(bench_server(folder / f"admin-{name}", database=database)) as admin:
@@ -508,6 +524,27 @@ def bench_evacuation(p: Profile, backends: Backends, report: Report, folder: Pat
                    ratio <= big / small * 1.1 and growth <= 150))
 
 
+def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+    """CPU per token lookup through the storage vs the bare driver (see calls.py)."""
+    from .calls import measure_calls
+
+    labels = {"thread": "same SQL, sqlite3 on a 1-thread executor",
+              "loop": "same SQL, sqlite3 on the event loop (not allowed: no thread)",
+              "driver": "same SQL, bare psycopg2 async round trip",
+              "aiopg": "same SQL, aiopg on a held connection"}
+    for name in backends.names:
+        if name == "memory":
+            continue
+        target = (folder / "calls.db" if name == "sqlite" else backends.pg_dsn())
+        got = measure_calls(name, target, SERVER_NAME, p.call_count, p.rounds)
+        ours = med(got.pop("storage"))
+        for key, runs in got.items():
+            ref = med(runs)
+            report.add(Row(f"get_session CPU per call, {name} (32 in flight)",
+                           f"{ours:.1f} us", f"{ref:.1f} us: {labels[key]}",
+                           f"{ours / ref:.2f}x", "", None))
+
+
 # -- the run ------------------------------------------------------------------------------
 
 def machine() -> list[str]:
@@ -543,7 +580,7 @@ def write_results(path: Path, p: Profile, report: Report, seconds: float) -> Non
     path.write_text("\n".join(lines))
 
 
-SECTIONS = ("whois", "notices", "nonces", "health", "evacuate")
+SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -580,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_health(p, backends, report, folder)
         if "evacuate" in only:
             bench_evacuation(p, backends, report, folder)
+        if "calls" in only:
+            bench_calls(p, backends, report, folder)
     seconds = time.perf_counter() - started
     print()
     print(report.table())

@@ -1,13 +1,18 @@
 """A server process for the benchmarks: the real standalone admin server, or the
 ceiling (a bare aiohttp JSON handler), started the same way and seeded before it listens.
 
-    python -m tests.benchmarks.server [--ceiling] [--hash-on-loop] serve --config FILE
+    python -m tests.benchmarks.server [--ceiling | --floor] [--hash-on-loop] serve --config FILE
 
 The admin server is :func:`dendrite_admin_ext.server.build_standalone_app` run like
 ``run_server`` does; the only additions are the seeding (``BENCH_*`` accounts made
 through the storage protocol, so the memory backend can be benchmarked too), a
 ``/_bench/stats`` route outside the admin prefixes, and the ``--hash-on-loop`` switch
 that puts bcrypt back on the event loop to show what the thread pool buys.
+
+``--floor`` serves the ceiling's whois handler mounted the way the admin API is mounted
+(one sub-application per admin prefix, each behind one pass-through middleware) and
+nothing else: the most any admin API of that shape could reach, before it authenticates
+anyone or reads anything.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from dendrite_admin_ext.config import Config, load_config
 from dendrite_admin_ext.identifiers import UserID
@@ -58,6 +64,24 @@ async def _ceiling_notice(request: web.Request) -> web.Response:
 
 async def _ceiling_nonce(request: web.Request) -> web.Response:
     return web.json_response({"nonce": secrets.token_hex(32)})
+
+
+ADMIN_PREFIXES = ("/_dendrite/admin", "/_synapse/admin", "/_matrix/client/r0/admin",
+                  "/_matrix/client/v3/admin")
+
+
+@web.middleware
+async def _pass_through(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await handler(request)
+
+
+def floor_app() -> web.Application:
+    app = web.Application()
+    for prefix in ADMIN_PREFIXES:
+        sub = web.Application(middlewares=[_pass_through])
+        sub.router.add_get("/whois/{user_id:.+}", _ceiling_whois)
+        app.add_subapp(prefix, sub)
+    return app
 
 
 def ceiling_app() -> web.Application:
@@ -114,7 +138,9 @@ def _hash_on_loop() -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ceiling", action="store_true")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--ceiling", action="store_true")
+    kind.add_argument("--floor", action="store_true")
     parser.add_argument("--hash-on-loop", action="store_true")
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("--config", required=True)
@@ -123,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=config.logging.level)
     if args.hash_on_loop:
         _hash_on_loop()
-    app = ceiling_app() if args.ceiling else admin_app(config)
+    app = (ceiling_app() if args.ceiling else floor_app() if args.floor
+           else admin_app(config))
     # The same knobs as dendrite_admin_ext.server.run_server, so both processes have
     # the same shape.
     run_kwargs: dict[str, Any] = {"shutdown_timeout": 5.0, "print": None, "access_log": None,
