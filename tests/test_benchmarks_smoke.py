@@ -19,6 +19,7 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     table = results.read_text()
     for figure in ("whois, memory", "whois, sqlite", "server notice, new txnId",
-                   "nonce flood", "whois under 16 resets"):
+                   "nonce flood", "whois under 16 resets", "whois shape floor",
+                   "get_session CPU per call, sqlite"):
         assert figure in table, table
     assert "errors!" not in table, table
