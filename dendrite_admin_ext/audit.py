@@ -37,6 +37,9 @@ __all__ = ["AuditRecorder", "Audited", "entry_to_json"]
 
 log = logging.getLogger("dendrite_admin_ext.audit")
 
+DAY_MS = 86_400_000
+PURGE_EVERY_MS = 3_600_000
+
 _MAX_TARGET = 255
 ANONYMOUS_PER_SECOND = 1.0
 ANONYMOUS_BURST = 20
@@ -84,6 +87,9 @@ class AuditRecorder:
         self.ctx = ctx
         self.record_ip = ctx.config.http.record_client_ip
         self.anonymous = RateLimiter(ANONYMOUS_PER_SECOND, ANONYMOUS_BURST)
+        days = ctx.config.audit.retention_days
+        self.retention_ms = int(days * DAY_MS) if days > 0 else None
+        self._next_purge = 0  # clock ms: the first stored entry purges, then hourly
 
     async def run(self, request: web.Request, spec: Audited,
                   call: Callable[[], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
@@ -127,6 +133,23 @@ class AuditRecorder:
             # tell the client it did not happen.  The log line above still has it.
             log.exception("could not store the audit entry for request %s",
                           entry.request_id)
+            return
+        if self.retention_ms is not None and entry.ts >= self._next_purge:
+            await self.purge(entry.ts)
+
+    async def purge(self, now: int) -> None:
+        """Delete the entries past retention.  Every worker does so about once an hour
+        (each run is one indexed delete); a failure waits for the next hour too."""
+        assert self.retention_ms is not None
+        self._next_purge = now + PURGE_EVERY_MS
+        try:
+            purged = await self.ctx.storage.purge_audit_entries(now - self.retention_ms)
+        except Exception:
+            log.warning("could not purge old audit entries", exc_info=True)
+            return
+        if purged:
+            log.info("purged %d audit entries older than %g days", purged,
+                     self.ctx.config.audit.retention_days)
 
 
 def entry_to_json(entry: AuditEntry) -> dict[str, Any]:

@@ -124,6 +124,12 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    # Entries older than this are deleted (about once an hour); 0 keeps them forever.
+    retention_days: float = 90.0
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"
@@ -139,6 +145,7 @@ class Config:
     passwords: PasswordConfig = PasswordConfig()
     endpoints: EndpointsConfig = EndpointsConfig()
     http: HttpConfig = HttpConfig()
+    audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
 
 
@@ -231,6 +238,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         passwords=passwords,
         endpoints=EndpointsConfig(**raw.get("endpoints", {})),
         http=http,
+        audit=AuditConfig(**raw.get("audit", {})),
         logging=LoggingConfig(**raw.get("logging", {})),
     )
 

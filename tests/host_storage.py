@@ -100,6 +100,7 @@ class HostStorage:
         self._notice_rooms: dict[str, str] = {}
         self._txns: dict[tuple[str, str, str], tuple[str, int]] = {}
         self._audit: list[AuditEntry] = []
+        self._audit_ids = 0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -413,13 +414,19 @@ class HostStorage:
 
     # -- audit ------------------------------------------------------------------------------
     async def add_audit_entry(self, entry: AuditEntry) -> None:
-        self._audit.append(replace(entry, id=len(self._audit) + 1))
+        self._audit_ids += 1
+        self._audit.append(replace(entry, id=self._audit_ids))
 
     async def get_audit_entries(
         self, *, before_id: int | None, limit: int
     ) -> list[AuditEntry]:
         older = [e for e in self._audit if before_id is None or (e.id or 0) < before_id]
         return list(reversed(older))[:limit]
+
+    async def purge_audit_entries(self, older_than_ts: int) -> int:
+        kept = [e for e in self._audit if e.ts >= older_than_ts]
+        purged, self._audit = len(self._audit) - len(kept), kept
+        return purged
 
     # -- for tests: what a host's own APIs would do or show ----------------------------
     def add_device(self, user: UserID, device: NewDevice) -> None:

@@ -13,6 +13,7 @@ import pytest
 from dendrite_admin_ext.audit import ANONYMOUS_BURST, Audited
 from dendrite_admin_ext.registration import compute_mac
 from dendrite_admin_ext.routes import ROUTES
+from dendrite_admin_ext.storage.base import AuditEntry
 
 from .conftest import SECRET, SERVER, Harness, HarnessFactory
 
@@ -183,3 +184,55 @@ async def test_anonymous_refusal_flood_is_not_a_write_flood(h: Harness) -> None:
                             headers=admin.auth)
     newest = (await audit_entries(h, admin.token, limit="1"))["entries"][0]
     assert (newest["requester"], newest["outcome"]) == (f"@boss:{SERVER}", "M_NOT_FOUND")
+
+
+async def test_old_entries_are_purged_hourly_past_retention(
+        harness_factory: HarnessFactory) -> None:
+    h = await harness_factory(audit={"retention_days": 1})
+    now = [1_800_000_000_000]
+    h.ctx.clock = lambda: now[0]
+    admin = await h.user("boss", admin=True)
+    await h.user("alice")
+    day, hour = 86_400_000, 3_600_000
+
+    async def old_entry(request_id: str, ts: int) -> None:
+        await h.storage.add_audit_entry(AuditEntry(
+            ts=ts, request_id=request_id, requester=None, action="register", target=None,
+            outcome="ok"))
+
+    async def reset() -> None:
+        r = await h.client.post(f"/_dendrite/admin/resetPassword/@alice:{SERVER}",
+                                json={"password": "sup3r-secret-pw"}, headers=admin.auth)
+        assert r.status == 200
+
+    def ids(body: dict[str, Any]) -> list[str]:
+        return [e["request_id"] for e in body["entries"]]
+
+    await old_entry("two-days-old", now[0] - 2 * day)
+    await old_entry("an-hour-old", now[0] - hour)
+    await reset()  # the first stored entry purges
+    left = ids(await audit_entries(h, admin.token))
+    assert "two-days-old" not in left and "an-hour-old" in left and len(left) == 2
+
+    await old_entry("also-old", now[0] - 3 * day)
+    now[0] += hour // 2
+    await reset()  # within the hour: no second purge
+    assert "also-old" in ids(await audit_entries(h, admin.token))
+    now[0] += hour
+    await reset()
+    left = ids(await audit_entries(h, admin.token))
+    assert "also-old" not in left and "an-hour-old" in left
+
+
+async def test_retention_zero_keeps_everything(harness_factory: HarnessFactory) -> None:
+    h = await harness_factory(audit={"retention_days": 0})
+    admin = await h.user("boss", admin=True)
+    await h.user("alice")
+    await h.storage.add_audit_entry(AuditEntry(
+        ts=1, request_id="ancient", requester=None, action="register", target=None,
+        outcome="ok"))
+    r = await h.client.post(f"/_dendrite/admin/resetPassword/@alice:{SERVER}",
+                            json={"password": "sup3r-secret-pw"}, headers=admin.auth)
+    assert r.status == 200
+    body = await audit_entries(h, admin.token)
+    assert "ancient" in [e["request_id"] for e in body["entries"]]

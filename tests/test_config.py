@@ -62,6 +62,7 @@ def test_defaults() -> None:
     ({"server_name": "e.org", "database": {"backend": "mysql"}}, "'database.backend'"),
     ({"server_name": "e.org", "database": {"backend": "postgres"}}, "'database.dsn'"),
     ({"server_name": "e.org", "passwords": {"bcrypt_cost": 2}}, "'passwords.bcrypt_cost'"),
+    ({"server_name": "e.org", "audit": {"retention_days": -1}}, "'audit.retention_days'"),
     ({"server_name": "e.org", "http": {"trusted_proxies": ["nope"]}},
      "'http.trusted_proxies.0'"),
     ({"server_name": "e.org", "passwords": {"min_length": 10, "max_length": 5}},

@@ -529,6 +529,30 @@ async def test_audit_entries(st: AdminStorage) -> None:
     assert await st.get_audit_entries(before_id=e0.id, limit=10) == []
 
 
+async def test_audit_purge_by_age_keeps_ids(st: AdminStorage) -> None:
+    for i in range(6):
+        await st.add_audit_entry(AuditEntry(
+            ts=1_000 * (i + 1), request_id=f"r{i}", requester=None, action="register",
+            target=None, outcome="ok"))
+    before = await st.get_audit_entries(before_id=None, limit=10)
+    ids = {e.request_id: e.id for e in before}
+    assert await st.purge_audit_entries(3_000) == 2  # r0 (1000) and r1 (2000)
+    assert await st.purge_audit_entries(3_000) == 0
+    kept = await st.get_audit_entries(before_id=None, limit=10)
+    assert [e.request_id for e in kept] == ["r5", "r4", "r3", "r2"]
+    assert all(e.id == ids[e.request_id] for e in kept)  # the survivors keep their ids
+    page = await st.get_audit_entries(before_id=ids["r4"], limit=10)
+    assert [e.request_id for e in page] == ["r3", "r2"]
+    # A new entry never takes a purged id, nor one below the survivors'.
+    await st.add_audit_entry(AuditEntry(ts=9_000, request_id="r6", requester=None,
+                                        action="register", target=None, outcome="ok"))
+    newest = (await st.get_audit_entries(before_id=None, limit=1))[0]
+    assert newest.request_id == "r6" and newest.id is not None
+    assert newest.id > max(i for i in ids.values() if i is not None)
+    assert await st.purge_audit_entries(10_000) == 5
+    assert await st.get_audit_entries(before_id=None, limit=10) == []
+
+
 async def test_cancellation_is_never_lost(st: AdminStorage) -> None:
     """A task looping over storage calls stops when cancelled, whenever the cancel
     lands (a background flusher is stopped exactly so)."""

@@ -355,3 +355,7 @@ class AdminStorage(Protocol):
         self, *, before_id: int | None, limit: int
     ) -> list[AuditEntry]:
         """Newest first; only entries with ``id < before_id`` when given."""
+
+    async def purge_audit_entries(self, older_than_ts: int) -> int:
+        """Delete the entries with ``ts < older_than_ts``; return how many.  Later
+        entries keep their ids, and new ones never reuse a deleted id."""

@@ -82,6 +82,7 @@ class MemoryStorage:
         self.notice_rooms: dict[str, str] = {}
         self.notice_txns: dict[NoticeTxnKey, tuple[str, int]] = {}
         self.audit: list[AuditEntry] = []
+        self._audit_ids = 0
         self._session_seq = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -339,13 +340,25 @@ class MemoryStorage:
 
     # -- audit ------------------------------------------------------------------------------
     async def add_audit_entry(self, entry: AuditEntry) -> None:
-        self.audit.append(replace(entry, id=len(self.audit) + 1))
+        self._audit_ids += 1
+        self.audit.append(replace(entry, id=self._audit_ids))
 
     async def get_audit_entries(
         self, *, before_id: int | None, limit: int
     ) -> list[AuditEntry]:
-        end = len(self.audit) if before_id is None else max(0, min(before_id - 1, len(self.audit)))
-        return list(reversed(self.audit[max(0, end - limit):end]))
+        # Ids ascend along the list (a purge removes a prefix of it).
+        end = (len(self.audit) if before_id is None
+               else bisect.bisect_left(self.audit, before_id, key=_audit_id))
+        return list(reversed(self.audit[max(0, end - max(0, limit)):end]))
+
+    async def purge_audit_entries(self, older_than_ts: int) -> int:
+        before = len(self.audit)
+        self.audit = [e for e in self.audit if e.ts >= older_than_ts]
+        return before - len(self.audit)
+
+
+def _audit_id(entry: AuditEntry) -> int:
+    return entry.id or 0
 
 
 def _opt_str(value: Any) -> str | None:

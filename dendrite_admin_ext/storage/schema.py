@@ -257,6 +257,9 @@ _V1 = Migration(
             outcome TEXT NOT NULL,
             detail TEXT NOT NULL
         )""",
+        # The retention purge deletes by age.
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_audit_ts_idx
+            ON dendrite_admin_audit (ts)""",
     ),
     only={"postgres": (
         "CREATE SEQUENCE IF NOT EXISTS userapi_device_session_id_seq START 1",

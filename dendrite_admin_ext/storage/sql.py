@@ -602,3 +602,7 @@ class SqlStorage:
         return [AuditEntry(int(r[1]), r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
                            int(r[0])) for r in rows]
 
+    async def purge_audit_entries(self, older_than_ts: int) -> int:
+        return await self._run(self._exec(
+            "DELETE FROM dendrite_admin_audit WHERE ts < %s", (older_than_ts,)), write=True)
+
