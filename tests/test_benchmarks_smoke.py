@@ -23,3 +23,19 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
                    "get_session CPU per call, sqlite"):
         assert figure in table, table
     assert "errors!" not in table, table
+
+
+def test_results_file_keeps_its_commentary(tmp_path: Path) -> None:
+    from .benchmarks.run import PROFILES, Report, Row, write_results
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n\n| old table |\n\n## Reading the figures\n\n"
+                       "Written by hand.\n")
+    report = Report()
+    report.rows.append(Row("whois, memory", "1 rps", "2 rps", "0.50x", ">= 0.80x", False))
+    write_results(results, PROFILES["smoke"], report, 1.0)
+    text = results.read_text()
+    assert "| old table |" not in text
+    assert "whois, memory" in text and "MISSED" in text
+    assert text.endswith("## Reading the figures\n\nWritten by hand.\n")
+    assert text.count("## Reading the figures") == 1

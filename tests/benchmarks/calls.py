@@ -54,6 +54,16 @@ async def cpu_per_call(call: Call, total: int, concurrency: int = 32) -> float:
     return (time.process_time() - started) / (total // concurrency * concurrency) * 1e6
 
 
+async def rounds_of(calls: dict[str, Call], total: int,
+                    rounds: int) -> dict[str, list[float]]:
+    """Each call's CPU per call, ``rounds`` times, the calls taking turns."""
+    out: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            out[name].append(await cpu_per_call(call, total))
+    return out
+
+
 async def _storage_call(storage: AdminStorage, server_name: str) -> Call:
     await seed(storage, server_name)
 
@@ -83,13 +93,8 @@ async def sqlite_figures(path: Path, server_name: str, total: int,
         assert query()
 
     try:
-        ours = await _storage_call(storage, server_name)
-        out: dict[str, list[float]] = {"storage": [], "thread": [], "loop": []}
-        for _ in range(rounds):
-            out["storage"].append(await cpu_per_call(ours, total))
-            out["thread"].append(await cpu_per_call(hop, total))
-            out["loop"].append(await cpu_per_call(inline, total))
-        return out
+        return await rounds_of({"storage": await _storage_call(storage, server_name),
+                                "thread": hop, "loop": inline}, total, rounds)
     finally:
         pool.shutdown()
         conn.close()
@@ -148,13 +153,8 @@ async def postgres_figures(dsn: str, server_name: str, total: int,
             assert await held_cursor.fetchall()
 
     try:
-        ours = await _storage_call(storage, server_name)
-        out: dict[str, list[float]] = {"storage": [], "driver": [], "aiopg": []}
-        for _ in range(rounds):
-            out["storage"].append(await cpu_per_call(ours, total))
-            out["driver"].append(await cpu_per_call(bare, total))
-            out["aiopg"].append(await cpu_per_call(aiopg_held, total))
-        return out
+        return await rounds_of({"storage": await _storage_call(storage, server_name),
+                                "driver": bare, "aiopg": aiopg_held}, total, rounds)
     finally:
         held_cursor.close()
         await held.close()

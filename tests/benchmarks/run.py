@@ -577,7 +577,13 @@ def write_results(path: Path, p: Profile, report: Report, seconds: float) -> Non
         report.table(),
         "",
     ]
-    path.write_text("\n".join(lines))
+    # Written by hand below the table (from its first "## " heading on): kept.
+    commentary = ""
+    if path.exists():
+        old = path.read_text()
+        at = old.find("\n## ")
+        commentary = old[at + 1:] if at >= 0 else ""
+    path.write_text("\n".join(lines) + ("\n" + commentary if commentary else ""))
 
 
 SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls")
