@@ -121,25 +121,32 @@ class ActivityTracker:
 
 def merge_pending(devices: list[DeviceInfo],
                   pending: Mapping[_Sighting, int]) -> list[DeviceInfo]:
-    """Overlay not-yet-flushed sightings on the devices read from storage."""
+    """Overlay not-yet-flushed sightings on the devices read from storage (newest
+    connection first).  A device nothing new was seen of is returned as it was."""
     if not pending:
         return devices
-    extra: dict[str, dict[tuple[str, str], int]] = {}
+    extra: dict[str, list[tuple[str, str, int]]] = {}
     for (device_id, ip, ua), ts in pending.items():
-        extra.setdefault(device_id, {})[(ip, ua)] = ts
+        extra.setdefault(device_id, []).append((ip, ua, ts))
     out = []
     for dev in devices:
         more = extra.get(dev.device_id)
-        if not more:
+        if more is None:
             out.append(dev)
             continue
-        conns = {(c.ip, c.user_agent): c.last_seen_ts for c in dev.connections}
-        for key, ts in more.items():
-            if conns.get(key, -1) < ts:
-                conns[key] = ts
-        merged = sorted((Connection(ip, ua, ts) for (ip, ua), ts in conns.items()),
-                        key=_newest_first)
-        out.append(DeviceInfo(dev.device_id, dev.display_name, tuple(merged)))
+        conns = {(c.ip, c.user_agent): c for c in dev.connections}
+        changed = False
+        for ip, ua, ts in more:
+            old = conns.get((ip, ua))
+            if old is None or old.last_seen_ts < ts:
+                conns[(ip, ua)] = Connection(ip, ua, ts)
+                changed = True
+        if not changed:
+            out.append(dev)
+            continue
+        merged = (tuple(conns.values()) if len(conns) == 1
+                  else tuple(sorted(conns.values(), key=_newest_first)))
+        out.append(DeviceInfo(dev.device_id, dev.display_name, merged))
     return out
 
 

@@ -6,6 +6,9 @@ import asyncio
 
 import pytest
 
+from dendrite_admin_ext.activity import merge_pending
+from dendrite_admin_ext.storage.base import Connection, DeviceInfo
+
 from .conftest import Harness
 
 PATHS = ["/_matrix/client/v3/admin/whois/", "/_matrix/client/r0/admin/whois/",
@@ -85,3 +88,26 @@ async def test_device_without_activity_listed(h: Harness) -> None:
     body = await (await h.client.get(PATHS[0] + "@bob:test.example",
                                      headers=admin.auth)).json()
     assert body["devices"] == {bob.device_id: {"sessions": [{"connections": []}]}}
+
+
+def test_merge_pending_overlays_newer_sightings_only() -> None:
+    stored = [
+        DeviceInfo("A", "phone", (Connection("10.0.0.1", "app", 500),
+                                  Connection("10.0.0.2", "app", 300))),
+        DeviceInfo("B", None, (Connection("10.0.0.9", "web", 100),)),
+        DeviceInfo("C", None, ()),
+    ]
+    pending = {
+        ("A", "10.0.0.2", "app"): 900,   # newer than stored: moves to the front
+        ("A", "10.0.0.1", "app"): 400,   # older than stored: ignored
+        ("B", "10.0.0.9", "web"): 50,    # older: B comes back untouched
+        ("C", "10.0.0.3", "cli"): 700,   # a first sighting
+        ("Z", "10.0.0.4", "cli"): 800,   # a device storage does not have: dropped
+    }
+    merged = merge_pending(stored, pending)
+    assert [d.device_id for d in merged] == ["A", "B", "C"]
+    assert merged[0] == DeviceInfo("A", "phone", (Connection("10.0.0.2", "app", 900),
+                                                  Connection("10.0.0.1", "app", 500)))
+    assert merged[1] is stored[1]
+    assert merged[2] == DeviceInfo("C", None, (Connection("10.0.0.3", "cli", 700),))
+    assert merge_pending(stored, {}) is stored
