@@ -135,13 +135,14 @@ class AuditRecorder:
                           entry.request_id)
             return
         if self.retention_ms is not None and entry.ts >= self._next_purge:
-            await self.purge(entry.ts)
+            # Housekeeping: the request that happens to trigger it does not wait for it.
+            self._next_purge = entry.ts + PURGE_EVERY_MS
+            self.ctx.detach(self.purge(entry.ts))
 
     async def purge(self, now: int) -> None:
         """Delete the entries past retention.  Every worker does so about once an hour
         (each run is one indexed delete); a failure waits for the next hour too."""
         assert self.retention_ms is not None
-        self._next_purge = now + PURGE_EVERY_MS
         try:
             purged = await self.ctx.storage.purge_audit_entries(now - self.retention_ms)
         except Exception:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -18,6 +18,9 @@ from .storage.base import AdminStorage
 from .validation import Schemas
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "get_context", "now_ms"]
+
+
+T = TypeVar("T")
 
 
 def now_ms() -> int:
@@ -48,8 +51,17 @@ class AdminContext:
     activity: ActivityTracker
     clock: Callable[[], int] = now_ms
     locks: KeyedLocks = field(default_factory=KeyedLocks)
-    # Work that outlives its request (evacuations, notice set-ups): see rooms.py.
+    # Work that outlives its request (evacuations, notice set-ups, housekeeping): held
+    # here until it ends (asyncio keeps only weak references to tasks), and waited for
+    # at shutdown (rooms.wait_for_running).
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def detach(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` in a task of its own, kept until it ends."""
+        task = asyncio.ensure_future(coro)
+        self.detached.add(task)
+        task.add_done_callback(self.detached.discard)
+        return task
 
 
 CONTEXT_KEY = web.AppKey("dendrite_admin_ext.context", AdminContext)

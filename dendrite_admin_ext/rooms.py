@@ -41,10 +41,7 @@ async def run_to_completion(ctx: AdminContext, coro: Coroutine[Any, Any, T]) -> 
 
     asyncio keeps only weak references to tasks: the task is held in ``ctx.detached``
     until it ends, so a detached evacuation cannot be garbage-collected half-way."""
-    task = asyncio.ensure_future(coro)
-    ctx.detached.add(task)
-    task.add_done_callback(ctx.detached.discard)
-    return await asyncio.shield(task)
+    return await asyncio.shield(ctx.detach(coro))
 
 
 async def wait_for_running(ctx: AdminContext, grace_s: float) -> None:
