@@ -115,8 +115,10 @@ class ActivityTracker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await self.flush()
+        try:
+            await self.flush()  # puts back and logs what storage refused
+        except Exception:
+            log.exception("last device activity flush failed; those sightings are lost")
 
 
 def merge_pending(devices: list[DeviceInfo],
@@ -144,8 +146,7 @@ def merge_pending(devices: list[DeviceInfo],
         if not changed:
             out.append(dev)
             continue
-        merged = (tuple(conns.values()) if len(conns) == 1
-                  else tuple(sorted(conns.values(), key=_newest_first)))
+        merged = tuple(sorted(conns.values(), key=_newest_first))
         out.append(DeviceInfo(dev.device_id, dev.display_name, merged))
     return out
 

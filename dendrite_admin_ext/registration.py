@@ -21,6 +21,7 @@ from .errors import (
     InvalidParam,
     InvalidUsername,
     MatrixError,
+    Unrecognized,
     UserInUse,
     UserInUseError,
 )
@@ -106,7 +107,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
     already passed ``register.schema.json``."""
     secret = ctx.config.registration.shared_secret
     if secret is None:  # the route is not mounted without a secret; defensive only
-        raise MatrixError("Shared secret registration is not enabled", status=404)
+        raise Unrecognized("Shared secret registration is not enabled")
 
     nonce: str = body["nonce"]
     username: str = body["username"]

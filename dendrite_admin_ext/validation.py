@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
@@ -154,9 +155,16 @@ def parse_json_bytes(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise NotJson("Request body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+        body = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # RecursionError: nested about 1,000 deep
         raise NotJson("Content not JSON.") from None
+    try:
+        # What json.loads lets through but nothing downstream can store, hash or sign:
+        # lone UTF-16 surrogates ("\ud800") and integers beyond 64 bits.
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raise NotJson("Content not JSON: lone surrogate or out-of-range integer") from None
+    return body
 
 
 def check_body(validator: Draft202012Validator, body: Any) -> dict[str, Any]:

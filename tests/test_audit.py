@@ -135,7 +135,8 @@ async def test_pagination(h: Harness) -> None:
 
 
 @pytest.mark.parametrize("query", [{"limit": "0"}, {"limit": "1001"}, {"limit": "x"},
-                                   {"from": "0"}, {"from": "-3"}, {"from": "1e3"}])
+                                   {"from": "0"}, {"from": "-3"}, {"from": "1e3"},
+                                   {"limit": "²"}, {"from": "٣"}])
 async def test_bad_query(h: Harness, query: dict[str, str]) -> None:
     admin = await h.user("boss", admin=True)
     r = await h.client.get(AUDIT, params=query, headers=admin.auth)

@@ -28,6 +28,11 @@ async def admin_h(h: Harness) -> tuple[Harness, dict[str, str]]:
     (b'{"password": NaN}', "M_NOT_JSON"),
     (b'{"password": Infinity}', "M_NOT_JSON"),
     (b'{"password": "\xff\xfe"}', "M_NOT_JSON"),
+    # Valid to json.loads, but deeper than its recursion limit, a lone surrogate
+    # nothing can hash or store, an integer beyond 64 bits: 400, never 500.
+    (b'{"password": ' + b"[" * 1100 + b"]" * 1100 + b"}", "M_NOT_JSON"),
+    (b'{"password": "long enough \\ud800"}', "M_NOT_JSON"),
+    (b'{"password": "long enough", "n": 123456789012345678901234}', "M_NOT_JSON"),
     (b"[]", "M_BAD_JSON"),
     (b'"password"', "M_BAD_JSON"),
     (b"{}", "M_MISSING_PARAM"),
@@ -76,6 +81,7 @@ async def test_body_limit_configurable(harness_factory: HarnessFactory) -> None:
     big = {"password": "p" * 100, "pad": "x" * 3000}
     resp = await h.client.post(RESET, json=big, headers=admin.auth)
     assert resp.status == 413
+    assert (await resp.json())["errcode"] == "M_TOO_LARGE"
 
 
 async def test_unexpected_failure_is_500_without_leak(

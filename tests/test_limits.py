@@ -121,6 +121,7 @@ async def test_fast_requests_unaffected_by_timeout(harness_factory: HarnessFacto
     admin = await h.user("boss", admin=True)
     r = await h.client.get(f"/_synapse/admin/v1/whois/@boss:{SERVER}", headers=admin.auth)
     assert r.status == 200
+    assert (await r.json())["user_id"] == f"@boss:{SERVER}"
 
 
 async def test_deadline_sweeper_outlives_idle_moments_and_still_cancels() -> None:

@@ -84,6 +84,7 @@ async def test_unknown_user_checked_before_body(mh: Harness) -> None:
     admin = await mh.user("root", admin=True)
     resp = await mh.client.post(BASE + "ghost", data=b"not json", headers=admin.auth)
     assert resp.status == 404
+    assert (await resp.json())["errcode"] == "M_NOT_FOUND"
 
 
 async def test_policy_configurable(harness_factory: HarnessFactory) -> None:

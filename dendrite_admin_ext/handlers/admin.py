@@ -50,7 +50,7 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int,
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 19 or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
         raise InvalidParam(f"'{name}' must be an integer from {low} to {high}")
     return int(raw)
 

@@ -36,12 +36,15 @@ async def whois(request: web.Request) -> web.Response:
     user = parse_user_id(raw)
     if user.server_name != ctx.config.server_name:
         raise InvalidParam("Can only whois a local user")
+    # Taken before the read: a flush that completes while we wait would otherwise
+    # take its sightings out of "pending" after the read missed them.
+    pending = ctx.activity.pending_for(user)
     stored = await ctx.storage.get_devices(user)
     # Devices only exist for existing accounts: the account lookup (another database
     # round trip) is needed only to tell "no devices" from "no such user".
     if not stored and await ctx.storage.get_account(user) is None:
         raise NotFound("Unknown user")
-    devices = merge_pending(stored, ctx.activity.pending_for(user))
+    devices = merge_pending(stored, pending)
     body: dict[str, Any] = {
         "user_id": str(user),
         "devices": {

@@ -230,7 +230,9 @@ class SqlStorage:
             "INSERT INTO dendrite_admin_device_connections"
             " (localpart, server_name, device_id, ip, user_agent, last_seen_ts)"
             " SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6"
-            " FROM (", 6, [(*k, ts) for k, ts in conns.items()],
+            # Rows in key order, here and below: two workers flushing sightings of the
+            # same devices then lock them in the same order and cannot deadlock.
+            " FROM (", 6, [(*k, ts) for k, ts in sorted(conns.items())],
             ") AS v JOIN userapi_devices d ON d.localpart = v.column1"
             " AND d.server_name = v.column2 AND d.device_id = v.column3"
             # "WHERE true" resolves SQLite's parsing ambiguity between ON and ON CONFLICT.
@@ -241,7 +243,7 @@ class SqlStorage:
             "UPDATE userapi_devices SET last_seen_ts = v.column4, ip = v.column5,"
             " user_agent = v.column6 FROM (", 6,
             [(a.localpart, a.server_name, a.device_id, a.last_seen_ts, a.ip, a.user_agent)
-             for a in newest.values()],
+             for _, a in sorted(newest.items())],
             ") AS v WHERE userapi_devices.localpart = v.column1"
             " AND userapi_devices.server_name = v.column2"
             " AND userapi_devices.device_id = v.column3"
