@@ -123,9 +123,10 @@ class AuditRecorder:
             outcome=outcome,
             detail=detail,
         )
-        log.info("audit %s target=%s requester=%s outcome=%s", entry.action,
-                 entry.target, entry.requester or "-", entry.outcome,
-                 extra={"fields": {"audit": entry_to_json(entry)}})
+        if log.isEnabledFor(logging.INFO):  # the structured copy is built only if logged
+            log.info("audit %s target=%s requester=%s outcome=%s", entry.action,
+                     entry.target, entry.requester or "-", entry.outcome,
+                     extra={"fields": {"audit": entry_to_json(entry)}})
         try:
             await self.ctx.storage.add_audit_entry(entry)
         except Exception:

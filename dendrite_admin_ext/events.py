@@ -64,8 +64,7 @@ def redact(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def reference_event_id(event: Mapping[str, Any]) -> str:
     redacted = redact(event)
-    redacted.pop("signatures", None)
-    redacted.pop("unsigned", None)
+    redacted.pop("signatures", None)  # redact() has already dropped "unsigned"
     redacted.pop("event_id", None)
     return "$" + _b64(hashlib.sha256(canonical_json(redacted)).digest())
 

@@ -189,7 +189,7 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
                                         _member_content("join", profile)))
     if changes:
         await storage.apply_memberships(room_id, changes)
-        # Re-tagging is idempotent and heals a tag lost to a failure at creation.
+        # Re-tagging is idempotent: a user invited back gets the room's tag back too.
         await storage.set_room_tag(target, room_id, SERVER_NOTICE_TAG, {})
     return True
 

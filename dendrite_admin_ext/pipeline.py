@@ -112,7 +112,7 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
                 if exc.status < 400:
                     raise
                 response = error_response(request, exc)
-            except (asyncio.CancelledError, ConnectionResetError):
+            except ConnectionResetError:  # the client is gone: nobody to answer
                 raise
             except Exception as exc:
                 response = error_response(request, exc)

@@ -10,7 +10,7 @@ from ..activity import merge_pending
 from ..auth import get_requester
 from ..context import get_context
 from ..errors import Forbidden, InvalidParam, NotFound
-from ..identifiers import UserID, is_valid_localpart, parse_user_id
+from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart, parse_user_id
 from ..passwords import check_password_policy
 from ..responses import json_response
 from ..validation import read_json_body
@@ -18,11 +18,11 @@ from ..validation import read_json_body
 __all__ = ["reset_password", "whois"]
 
 
-def local_user(value: str, server_name: str, what: str = "user") -> UserID:
+def local_user(value: str, server_name: str) -> UserID:
     """Parse a user ID that must belong to this server (400 otherwise)."""
     user = parse_user_id(value)
     if user.server_name != server_name:
-        raise InvalidParam(f"{value} is not a local {what} of {server_name}")
+        raise InvalidParam(f"{value} is not a local user of {server_name}")
     return user
 
 
@@ -64,8 +64,8 @@ def parse_localpart_or_user_id(value: str, server_name: str) -> UserID:
     if not is_valid_localpart(value):
         raise InvalidParam(f"Invalid localpart: {value!r}")
     user = UserID(value, server_name)
-    if len(str(user).encode("utf-8")) > 255:
-        raise InvalidParam("User ID is longer than 255 bytes")
+    if len(str(user).encode("utf-8")) > MAX_ID_BYTES:
+        raise InvalidParam(f"User ID is longer than {MAX_ID_BYTES} bytes")
     return user
 
 

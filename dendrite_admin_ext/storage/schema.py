@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["MIGRATIONS", "POSTGRES", "SCHEMA_VERSION", "SQLITE", "Dialect", "Migration"]
+__all__ = ["MIGRATIONS", "POSTGRES", "SQLITE", "Dialect", "Migration"]
 
 
 @dataclass(frozen=True)
