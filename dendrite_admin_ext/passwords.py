@@ -72,11 +72,22 @@ class PasswordHasher:
         assert self._executor is not None and self._semaphore is not None
         self._admit()
         try:
-            async with self._semaphore:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(self._executor, self.hash_sync, password)
-        finally:
+            await self._semaphore.acquire()
+        except BaseException:
             self._in_flight -= 1
+            raise
+        future = asyncio.get_running_loop().run_in_executor(
+            self._executor, self.hash_sync, password)
+        # The slot is freed when the hash is done, not when the caller stops waiting: a
+        # client that goes away does not stop bcrypt, and a freed slot would let more
+        # hashes pile up behind it than the bound allows.
+        future.add_done_callback(self._free_slot)
+        return await asyncio.shield(future)
+
+    def _free_slot(self, _: object) -> None:
+        assert self._semaphore is not None
+        self._semaphore.release()
+        self._in_flight -= 1
 
     def _admit(self) -> None:
         if self._in_flight >= self.max_concurrent + self.max_queued:

@@ -191,6 +191,42 @@ async def test_bcrypt_queue_is_bounded() -> None:
         hasher.close()
 
 
+async def test_bcrypt_slot_held_until_a_cancelled_hash_finishes() -> None:
+    """A caller that goes away (client disconnect) does not stop bcrypt: its slot stays
+    taken until the hash is done, so cancelled requests cannot pile up hashes."""
+    hasher = PasswordHasher(cost=4, max_concurrent=1, max_queued=0)
+    hasher.start()
+    release = threading.Event()
+    entered = threading.Event()
+    real = hasher.hash_sync
+
+    def blocking(password: str) -> str:
+        entered.set()
+        release.wait(10)
+        return real(password)
+
+    hasher.hash_sync = blocking  # type: ignore[method-assign]
+    try:
+        abandoned = asyncio.create_task(hasher.hash("password-one"))
+        await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        with pytest.raises(ServiceUnavailable):  # the thread is still hashing
+            await hasher.hash("password-two")
+        release.set()
+        for _ in range(200):
+            if hasher._in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert hasher._in_flight == 0
+        assert PasswordHasher.verify_sync("password-three",
+                                          await hasher.hash("password-three"))
+    finally:
+        release.set()
+        hasher.close()
+
+
 async def test_nonce_flood_is_bounded(harness_factory: HarnessFactory) -> None:
     h = await harness_factory(registration={"max_nonces": 5,
                                             "rate_limit": {"per_second": 0}})
