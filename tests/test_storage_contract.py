@@ -195,6 +195,62 @@ async def test_devices_of_users_are_separate(st: Any) -> None:
     assert session is not None and session.user_id == BOB
 
 
+async def test_many_reads_at_once_each_get_their_own_answer(st: Any) -> None:
+    """The SQL backends send concurrent reads together (storage/batching.py): more than
+    one statement's worth, duplicates, unknown keys and two servers in one go."""
+    n = 70
+    for i in range(n):
+        kind = AccountType.ADMIN if i % 3 == 0 else AccountType.USER
+        await st.create_account(account(f"u{i}", kind), NewDevice(f"D{i}", f"tok{i}"))
+        if i % 2:
+            st.add_device(UserID(f"u{i}", SN), NewDevice(f"E{i}", f"tok{i}-e"))
+    st.set_account_flags(UserID("u5", SN), is_deactivated=True)
+    elsewhere = UserID("u1", "elsewhere.example")  # same localpart, other server
+    await st.create_account(NewAccount("u1", elsewhere.server_name, None, AccountType.USER,
+                                       1), NewDevice("FAR", "tok-far"))
+    await st.record_activity([Activity("u1", SN, "D1", "10.0.0.1", "ua", 5)])
+
+    tokens = [f"tok{i}" for i in range(n)] + ["tok1", "nope", "tok3-e", "tok-far"]
+    sessions = await asyncio.gather(*(st.get_session(t) for t in tokens))
+    for token, session in zip(tokens, sessions, strict=True):
+        assert session == (await st.get_session(token)), token  # same as alone
+    assert sessions[-3] is None
+    by_token = dict(zip(tokens, sessions, strict=True))
+    s5, s6, s3e, far = by_token["tok5"], by_token["tok6"], by_token["tok3-e"], by_token["tok-far"]
+    assert s5 is not None and s5.is_deactivated and s5.device_id == "D5"
+    assert s6 is not None and s6.account_type is AccountType.ADMIN and s6.localpart == "u6"
+    assert s3e is not None and (s3e.localpart, s3e.device_id) == ("u3", "E3")
+    assert far is not None and far.user_id == elsewhere
+
+    users = [UserID(f"u{i}", SN) for i in range(n)] + [elsewhere, UserID("ghost", SN)]
+    lists = await asyncio.gather(*(st.get_devices(u) for u in users))
+    for user, devices in zip(users, lists, strict=True):
+        assert devices == await st.get_devices(user), user
+    assert [d.device_id for d in lists[1]] == ["D1", "E1"]
+    assert lists[1][0].connections == (Connection("10.0.0.1", "ua", 5),)
+    assert [d.device_id for d in lists[2]] == ["D2"]
+    assert [d.device_id for d in lists[-2]] == ["FAR"]
+    assert lists[-1] == []
+    lists[-1].append(lists[1][0])
+    assert await st.get_devices(UserID("ghost", SN)) == []
+
+
+async def test_a_read_asked_while_another_is_in_flight_is_fresh(st: Any) -> None:
+    """SPEC 3: a demotion committed after one request's token read and before the next
+    request's is seen by the next, although the reads of the two may be coalesced."""
+    await st.create_account(account("alice", AccountType.ADMIN), NewDevice("D1", "tok1"))
+    first = asyncio.create_task(st.get_session("tok1"))
+    reads = getattr(st, "_session_reads", None)
+    for _ in range(20):  # until the first read has been sent (SQLite: queued first)
+        await asyncio.sleep(0)
+        if reads is not None and reads._running and reads._starting is None:
+            break
+    st.set_account_flags(ALICE, account_type=AccountType.USER)
+    second = await st.get_session("tok1")
+    assert second is not None and second.account_type is AccountType.USER
+    await first
+
+
 # -- accounts ------------------------------------------------------------------------------
 async def test_create_and_get_account(st: AdminStorage) -> None:
     assert await st.get_account(ALICE) is None

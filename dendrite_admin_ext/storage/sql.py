@@ -39,6 +39,7 @@ from .base import (
     Session,
     UserRoom,
 )
+from .batching import ReadBatcher, padded
 from .schema import MIGRATIONS, SCHEMA_VERSION_TABLE, Dialect
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
@@ -85,6 +86,30 @@ def _opt_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _with_keys(sql: str, n: int) -> str:
+    """``sql`` with its ``{keys}`` replaced by ``n`` placeholders (for ``IN (…)``)."""
+    return sql.replace("{keys}", ", ".join(["%s"] * n))
+
+
+def _device_infos(rows: Sequence[tuple[Any, ...]]) -> list[DeviceInfo]:
+    """One user's devices from rows of (device_id, display_name, last_seen_ts, ip,
+    user_agent, connection ip, connection user_agent, connection last_seen_ts), in
+    order, one row per connection."""
+    devices: dict[str, tuple[str | None, list[Connection], tuple[Any, ...]]] = {}
+    for row in rows:
+        entry = devices.setdefault(row[0], (row[1], [], row))
+        if row[7] is not None:
+            entry[1].append(Connection(row[5], row[6], int(row[7])))
+    out = []
+    for device_id, (display_name, conns, row) in devices.items():
+        if not conns and row[3] is not None:
+            # Seen by the homeserver sharing the database, not by us: its last-seen
+            # columns are the only sighting there is.
+            conns = [Connection(row[3], row[4] or "", int(row[2]))]
+        out.append(DeviceInfo(device_id, display_name, tuple(conns)))
+    return out
+
+
 def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
@@ -125,9 +150,16 @@ class SqlStorage:
     """
 
     dialect: Dialect
+    # Batches of one kind of read in flight at once (see batching.py).
+    read_batches = 1
 
     def __init__(self) -> None:
         self._open_count = 0
+        # The reads of every authenticated request and of whois, coalesced.
+        self._session_reads: ReadBatcher[str, Session | None] = ReadBatcher(
+            self._fetch_sessions, lambda: None, max_running=self.read_batches)
+        self._device_reads: ReadBatcher[UserID, list[DeviceInfo]] = ReadBatcher(
+            self._fetch_devices, list, max_running=self.read_batches)
 
     # -- what a backend implements ---------------------------------------------------
     @abstractmethod
@@ -159,6 +191,9 @@ class SqlStorage:
             return
         self._open_count -= 1
         if self._open_count == 0:
+            # Reads already asked for are answered before the connection goes.
+            await self._session_reads.drain()
+            await self._device_reads.drain()
             await self._disconnect()
 
     async def ping(self) -> None:
@@ -202,14 +237,18 @@ class SqlStorage:
 
     # -- authentication ------------------------------------------------------------------
     async def get_session(self, access_token: str) -> Session | None:
-        row = await self._run(self._one(
-            "SELECT d.localpart, d.server_name, d.device_id, a.account_type, a.is_deactivated"
+        return await self._session_reads.get(access_token)
+
+    async def _fetch_sessions(self, tokens: Sequence[str]) -> dict[str, Session]:
+        keys = padded(tokens)
+        rows = await self._run(self._select(_with_keys(
+            "SELECT d.access_token, d.localpart, d.server_name, d.device_id,"
+            " a.account_type, a.is_deactivated"
             " FROM userapi_devices d JOIN userapi_accounts a"
             " ON a.localpart = d.localpart AND a.server_name = d.server_name"
-            " WHERE d.access_token = %s", (access_token,)), write=False)
-        if row is None:
-            return None
-        return Session(row[0], row[1], row[2], AccountType(row[3]), bool(row[4]))
+            " WHERE d.access_token IN ({keys})", len(keys)), keys), write=False)
+        return {row[0]: Session(row[1], row[2], row[3], AccountType(row[4]), bool(row[5]))
+                for row in rows}
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         if seen:
@@ -333,28 +372,35 @@ class SqlStorage:
                        " AND device_id <> %s", (*who, keep_device_id))
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
-        rows = await self._run(self._select(
-            "SELECT d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
-            " c.ip, c.user_agent, c.last_seen_ts"
-            " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
-            " ON c.localpart = d.localpart AND c.server_name = d.server_name"
-            " AND c.device_id = d.device_id"
-            " WHERE d.localpart = %s AND d.server_name = %s"
-            " ORDER BY d.session_id, d.device_id, c.last_seen_ts DESC, c.ip, c.user_agent",
-            (user.localpart, user.server_name)), write=False)
-        devices: dict[str, tuple[str | None, list[Connection], tuple[Any, ...]]] = {}
+        return await self._device_reads.get(user)
+
+    async def _fetch_devices(self, users: Sequence[UserID]) -> dict[UserID, list[DeviceInfo]]:
+        by_server: dict[str, list[str]] = {}
+        for user in users:
+            by_server.setdefault(user.server_name, []).append(user.localpart)
+        rows = await self._run(self._devices_of(by_server), write=False)
+        grouped: dict[UserID, list[tuple[Any, ...]]] = {}
         for row in rows:
-            entry = devices.setdefault(row[0], (row[1], [], row))
-            if row[7] is not None:
-                entry[1].append(Connection(row[5], row[6], int(row[7])))
-        out = []
-        for device_id, (display_name, conns, row) in devices.items():
-            if not conns and row[3] is not None:
-                # Seen by the homeserver sharing the database, not by us: its
-                # last-seen columns are the only sighting there is.
-                conns = [Connection(row[3], row[4] or "", int(row[2]))]
-            out.append(DeviceInfo(device_id, display_name, tuple(conns)))
-        return out
+            grouped.setdefault(UserID(row[0], row[1]), []).append(row[2:])
+        return {user: _device_infos(grouped.get(user, ())) for user in users}
+
+    @staticmethod
+    def _devices_of(by_server: Mapping[str, Sequence[str]]) -> Op[list[tuple[Any, ...]]]:
+        rows: list[tuple[Any, ...]] = []
+        for server_name, localparts in by_server.items():
+            keys = padded(localparts)
+            res = yield Stmt(_with_keys(
+                "SELECT d.localpart, d.server_name,"
+                " d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
+                " c.ip, c.user_agent, c.last_seen_ts"
+                " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
+                " ON c.localpart = d.localpart AND c.server_name = d.server_name"
+                " AND c.device_id = d.device_id"
+                " WHERE d.server_name = %s AND d.localpart IN ({keys})"
+                " ORDER BY d.localpart, d.session_id, d.device_id, c.last_seen_ts DESC,"
+                " c.ip, c.user_agent", len(keys)), (server_name, *keys))
+            rows += res.rows
+        return rows
 
     async def get_profile(self, user: UserID) -> Profile | None:
         row = await self._run(self._one(

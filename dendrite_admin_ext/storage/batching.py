@@ -1,0 +1,150 @@
+"""Coalesced reads: the single-key reads asked for while one is running are made
+together, in one statement.
+
+Every authenticated request reads its token (SPEC 3: fresh, for each request), and
+whois reads its target's devices.  Under load, many requests wait for the same kind of
+read at once; a database round trip per key then costs far more than the rows: on
+PostgreSQL each statement is a network round trip and a wake-up of the loop, on SQLite
+a hand-over to the worker thread and back.  A :class:`ReadBatcher` sends the keys that
+are waiting as one ``IN (…)`` statement and hands each caller its own row.
+
+Freshness is kept: a batch takes only keys asked for before it starts, so every
+caller's read is made after the caller asked (never answered from an earlier read).
+At low load a key is alone in its batch and waits for nothing but its own statement;
+under load, the keys that arrive while a batch is in flight go out in the next one
+("natural batching": batches grow with the load, so do not need a timer).
+
+A caller that goes away (client gone, deadline) leaves the batch running for the
+others.  A batch that fails gives each of its callers its own exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from typing import Generic, TypeVar
+
+from ..errors import StorageUnavailableError
+
+__all__ = ["BatchedReadError", "ReadBatcher", "padded"]
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Statement sizes: a batch of n keys is padded (by repeating its last key) to the next
+# of these, so each backend sees a handful of statement texts, each prepared once.
+SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def padded(keys: Sequence[K]) -> list[K]:
+    """``keys`` repeated at the end up to the next size in :data:`SIZES`."""
+    if not keys or len(keys) > SIZES[-1]:
+        raise ValueError(f"a batch has 1 to {SIZES[-1]} keys, not {len(keys)}")
+    size = next(s for s in SIZES if s >= len(keys))
+    return [*keys, *([keys[-1]] * (size - len(keys)))]
+
+
+class BatchedReadError(RuntimeError):
+    """A batched read failed for a reason other than the storage being unavailable;
+    the original error is its ``__cause__``."""
+
+
+class ReadBatcher(Generic[K, V]):
+    """Single-key reads of one kind, coalesced.
+
+    ``fetch(keys)`` reads up to :data:`SIZES`\\[-1] distinct keys in one go and maps
+    each key found to its value; keys it leaves out get a new ``missing()``.  At most
+    ``max_running`` batches are in flight at once.
+    """
+
+    def __init__(self, fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]],
+                 missing: Callable[[], V],
+                 *, max_running: int = 1) -> None:
+        self._fetch = fetch
+        self._missing = missing
+        self._max_running = max_running
+        self._waiting: dict[K, list[asyncio.Future[V]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        # A batch task created but not yet started: it takes every key added until then.
+        self._starting: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        waiters = self._waiting.get(key)
+        if waiters is None:
+            self._waiting[key] = [future]
+        else:
+            waiters.append(future)
+        self._start()
+        return await future
+
+    @property
+    def idle(self) -> bool:
+        return not self._waiting and not self._running
+
+    async def drain(self) -> None:
+        """Wait until every key asked for so far has been read (or failed)."""
+        while self._running:
+            await asyncio.wait(set(self._running))
+
+    def _start(self) -> None:
+        if self._starting or not self._waiting or len(self._running) >= self._max_running:
+            return
+        task = asyncio.get_running_loop().create_task(self._batch())
+        self._starting = task
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        if self._starting is task:
+            self._starting = None
+        if not task.cancelled():
+            self._start()
+            return
+        # Cancelled (the loop is closing): nobody is left to read for those waiting.
+        waiting, self._waiting = self._waiting, {}
+        for waiters in waiting.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(_own_copy(asyncio.CancelledError()))
+
+    async def _batch(self) -> None:
+        self._starting = None
+        taken: dict[K, list[asyncio.Future[V]]] = {}
+        for key in list(self._waiting)[:SIZES[-1]]:
+            waiters = [f for f in self._waiting.pop(key) if not f.done()]
+            if waiters:
+                taken[key] = waiters
+        # More than one batch's worth: the rest go in the next one, alongside.
+        self._start()
+        if not taken:
+            return
+        try:
+            found = await self._fetch(list(taken))
+        except (Exception, asyncio.CancelledError) as exc:
+            for waiters in taken.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(_own_copy(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for key, waiters in taken.items():
+            for future in waiters:
+                if not future.done():
+                    future.set_result(found[key] if key in found else self._missing())
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """An exception for one caller: raising one instance in many tasks would tangle
+    their tracebacks together."""
+    copy: BaseException
+    if isinstance(exc, StorageUnavailableError):
+        copy = StorageUnavailableError(*exc.args)
+    elif isinstance(exc, asyncio.CancelledError):
+        copy = StorageUnavailableError("the storage is closing")
+    else:
+        copy = BatchedReadError(f"batched read failed: {exc!r}")
+    copy.__cause__ = exc
+    return copy
