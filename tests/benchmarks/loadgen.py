@@ -53,9 +53,9 @@ class Request:
         return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
     @property
-    def templated(self) -> bool:
-        parts = [self.path, *self.headers, self.body or ""]
-        return any("{w}" in p or "{n}" in p for p in parts)
+    def per_request(self) -> bool:
+        """True if each request differs ({n}); {w} alone is rendered once per worker."""
+        return any("{n}" in p for p in [self.path, *self.headers, self.body or ""])
 
 
 @dataclass
@@ -89,7 +89,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 async def _worker(req: Request, w: int, counter: itertools.count[int], stats: Stats,
                   quota: int | None) -> None:
-    fixed = None if req.templated else req.render(w, 0)
+    fixed = None if req.per_request else req.render(w, 0)
     reader, writer = await asyncio.open_connection(req.host, req.port)
     done = 0
     try:

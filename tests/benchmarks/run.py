@@ -50,7 +50,7 @@ from typing import Any
 from dendrite_admin_ext.storage.base import MembershipChange, NewRoom
 
 from ..standalone import Server, write_config
-from .server import ADMIN, ADMIN_TOKEN, NOTIFIED
+from .server import ADMIN, ADMIN_TOKEN, NOTIFIED, WHOIS_ADMINS, whois_admin, whois_token
 
 __all__ = ["PROFILES", "main"]
 
@@ -307,7 +307,9 @@ class Backends:
 # -- figures --------------------------------------------------------------------------------
 
 TARGET_WHOIS = {"memory": 0.80, "sqlite": 0.50, "postgres": 0.35}
-WHOIS_PATH = f"/_matrix/client/v3/admin/whois/@{ADMIN}:{SERVER_NAME}"
+# Load connection w asks as admin w about itself: distinct tokens and targets.
+WHOIS_PATH = f"/_matrix/client/v3/admin/whois/@{whois_admin('{w}')}:{SERVER_NAME}"
+WHOIS_TOKEN = whois_token("{w}")
 NOTICE_BODY = {"user_id": f"@{NOTIFIED}:{SERVER_NAME}",
                "content": {"msgtype": "m.text", "body": "benchmark notice {n}"}}
 
@@ -348,12 +350,13 @@ def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
 
 def bench_throughput(p: Profile, backends: Backends, ceiling: Server, report: Report,
                      folder: Path, only: set[str]) -> None:
+    assert p.concurrency <= WHOIS_ADMINS, "one seeded admin per whois connection"
     if "whois" in only:
         # What the mandated shape alone costs: the ceiling's own handler, mounted in
         # sub-applications behind a pass-through middleware, as the admin API is.
         with serving(bench_server(folder / "floor", floor=True)) as floor:
             floor_args, ceiling_args = (
-                loadgen_args(server, WHOIS_PATH, concurrency=p.concurrency,
+                loadgen_args(server, WHOIS_PATH, token=WHOIS_TOKEN, concurrency=p.concurrency,
                              duration=p.duration, warmup=p.warmup)
                 for server in (floor, ceiling))
             got, ref = alternate(p.rounds, lambda: load(floor_args),
@@ -365,15 +368,16 @@ def bench_throughput(p: Profile, backends: Backends, ceiling: Server, report: Re
         with serving(bench_server(folder / f"admin-{name}", database=database)) as admin:
             def measure(server: Server, path: str, method: str = "GET",
                         body: dict[str, Any] | None = None,
-                        concurrency: int = p.concurrency) -> Callable[[], dict[str, Any]]:
-                args = loadgen_args(server, path, method=method, body=body,
+                        concurrency: int = p.concurrency, *,
+                        token: str = ADMIN_TOKEN) -> Callable[[], dict[str, Any]]:
+                args = loadgen_args(server, path, method=method, body=body, token=token,
                                     concurrency=concurrency, duration=p.duration,
                                     warmup=p.warmup)
                 return lambda: load(args)
 
             if "whois" in only:
-                got, ref = alternate(p.rounds, measure(admin, WHOIS_PATH),
-                                     measure(ceiling, WHOIS_PATH))
+                got, ref = alternate(p.rounds, measure(admin, WHOIS_PATH, token=WHOIS_TOKEN),
+                                     measure(ceiling, WHOIS_PATH, token=WHOIS_TOKEN))
                 ratio_row(report, f"whois, {name}", got, ref, TARGET_WHOIS[name])
             if "notices" in only:
                 path = "/_synapse/admin/v1/send_server_notice/"
@@ -428,7 +432,7 @@ def bench_health(p: Profile, backends: Backends, report: Report, folder: Path) -
                                  warmup=1.0),
                     stdout=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
                 time.sleep(1.0)  # all 16 in flight before whois is measured
-                whois = load(loadgen_args(server, WHOIS_PATH, concurrency=4,
+                whois = load(loadgen_args(server, WHOIS_PATH, token=WHOIS_TOKEN, concurrency=4,
                                           duration=p.health_duration, warmup=0.0))
                 out, _ = resets.communicate(timeout=600)
                 whois["resets"] = json.loads(out)
@@ -437,7 +441,7 @@ def bench_health(p: Profile, backends: Backends, report: Report, folder: Path) -
 
     idle_server = bench_server(folder / "health-idle", database={"backend": "memory"})
     with serving(idle_server):
-        idle = [load(loadgen_args(idle_server, WHOIS_PATH, concurrency=4,
+        idle = [load(loadgen_args(idle_server, WHOIS_PATH, token=WHOIS_TOKEN, concurrency=4,
                                   duration=p.health_duration, warmup=p.warmup))
                 for _ in range(p.rounds)]
     threads, on_loop = alternate(p.rounds, run(False), run(True))

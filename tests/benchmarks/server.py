@@ -34,16 +34,28 @@ from dendrite_admin_ext.storage import storage_from_config
 from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewAccount, NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
 
-__all__ = ["ADMIN_TOKEN", "RESET_USERS", "main", "reset_token"]
+__all__ = ["ADMIN_TOKEN", "RESET_USERS", "WHOIS_ADMINS", "main", "reset_token",
+           "whois_admin", "whois_token"]
 
 ADMIN = "bench_admin"
 ADMIN_TOKEN = "bench-admin-token"
 NOTIFIED = "bench_notified"
 RESET_USERS = 16
+# whois load: connection ``w`` authenticates as admin ``w`` and asks about itself, so
+# no two connections share a token or a target (no read is the same as another's).
+WHOIS_ADMINS = 64
 
 
 def reset_token(i: int) -> str:
     return f"bench-reset-token-{i}"
+
+
+def whois_admin(i: int | str) -> str:
+    return f"bench_admin{i}"
+
+
+def whois_token(i: int | str) -> str:
+    return f"bench-admin-token-{i}"
 
 
 # A whois answer of the size the admin server gives for the seeded admin.
@@ -104,6 +116,8 @@ async def seed(storage: AdminStorage, server_name: str) -> None:
     await account(NOTIFIED, AccountType.USER, "NOTIFIEDDEV", "bench-notified-token")
     for i in range(RESET_USERS):
         await account(f"bench_reset{i}", AccountType.USER, f"RESETDEV{i}", reset_token(i))
+    for i in range(WHOIS_ADMINS):
+        await account(whois_admin(i), AccountType.ADMIN, f"WHOISDEV{i}", whois_token(i))
 
 
 async def _stats(request: web.Request) -> web.Response:
