@@ -5,14 +5,17 @@ room of its own: invite-only, not federated, tagged ``m.server_notice`` for the 
 with the system user at power 100 and everyone else below ``events_default`` so that
 the user can read but not reply (Synapse's ``users_default: -10``).
 
-* First notice: create the room with the user invited in its initial state (room and
-  invite appear together), record it, tag it, and with ``auto_join`` join the user.
+* First notice: create the room with the user invited in its initial state, tag it,
+  record it, and with ``auto_join`` join the user — all in one storage transaction.
 * Later notices reuse the room; a user who left is invited (or joined) again.
 * If the system user is no longer joined (the room was evacuated, or purged by the
   host), or the user was banned from it, a new room replaces it.
 
-Within one process the set-up for one user is serialised (``ctx.locks``), so two
-concurrent first notices create one room.  Idempotent PUTs are remembered in storage,
+Within one process the set-up for one user is serialised (``ctx.locks``).  Across
+workers, a new room is created, joined, tagged and recorded in one storage transaction
+that first claims the user's record (it must still name the room being replaced): of
+two workers setting up the same user's room at once, one wins and the other uses its
+room, so there is one room and never an unrecorded one.  Idempotent PUTs are remembered in storage,
 keyed by (requesting user, device, txnId), so a retry reaching another worker, or
 arriving after a restart, is still recognised.
 """
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .context import AdminContext
-from .errors import InvalidParam, NotFound, UserInUseError
+from .errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
 from .events import ROOM_VERSION
 from .identifiers import UserID, parse_user_id
 from .rooms import member_content, room_lock_key, run_to_completion
@@ -62,6 +65,9 @@ TXN_LIFETIME_MS = 24 * 60 * 60 * 1000
 # often enough to keep the table small, rarely enough to cost nothing per request.
 PURGE_ONE_IN = 64
 _MEMBER_PAGE = 100
+# Set-up attempts when other workers keep recording a notices room for the same user
+# first (each attempt after the first reuses the room another worker made).
+_CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +144,9 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
 async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     """Send one notice; return its event ID.  Unknown user or the system user itself:
     :class:`NotFound`."""
-    # Once rooms are being set up, finish even if the client goes away: a half-made
-    # notices room (created but not recorded) would be orphaned.
+    # Once started, finish even if the client goes away: a user invited back to the
+    # room but sent no notice, or a new room left without its first notice, would
+    # confuse whoever looks at it.
     return await run_to_completion(ctx, _send_checked(ctx, notice))
 
 
@@ -156,16 +163,22 @@ async def _send(ctx: AdminContext, notice: Notice) -> str:
     system = await ensure_system_user(ctx)
     sender = str(system)
     async with ctx.locks(("server_notice_room", str(notice.user))):
-        room_id = await storage.get_server_notice_room(notice.user)
-        if room_id is not None:
-            # The room lock keeps an evacuation of this room from parting the system
-            # user between the check and the send.
-            async with ctx.locks(room_lock_key(room_id)):
-                if await _reuse_room(ctx, room_id, system, notice.user):
-                    return await storage.send_event(room_id, sender, notice.event_type,
-                                                    notice.content)
-        room_id = await _create_room(ctx, system, notice.user)
-        return await storage.send_event(room_id, sender, notice.event_type, notice.content)
+        for _ in range(_CLAIM_ATTEMPTS):
+            room_id = await storage.get_server_notice_room(notice.user)
+            if room_id is not None:
+                # The room lock keeps an evacuation of this room from parting the system
+                # user between the check and the send.
+                async with ctx.locks(room_lock_key(room_id)):
+                    if await _reuse_room(ctx, room_id, system, notice.user):
+                        return await storage.send_event(room_id, sender, notice.event_type,
+                                                        notice.content)
+            new_room = await _create_room(ctx, system, notice.user, replacing=room_id)
+            if new_room is not None:
+                return await storage.send_event(new_room, sender, notice.event_type,
+                                                notice.content)
+            # Another worker recorded a room for this user meanwhile: look again.
+        raise StorageUnavailableError(
+            f"the server-notices room of {notice.user} kept changing; try again")
 
 
 async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
@@ -218,7 +231,10 @@ async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID
         str(system), str(system), _member_content("join", want))])
 
 
-async def _create_room(ctx: AdminContext, system: UserID, target: UserID) -> str:
+async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
+                       replacing: str | None) -> str | None:
+    """Create, join (with ``auto_join``), tag and record the user's new notices room in
+    one storage transaction; None if another worker recorded one first."""
     storage = ctx.storage
     cfg = ctx.config.server_notices
     sender, target_id = str(system), str(target)
@@ -234,18 +250,14 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID) -> str
         state.append(("m.room.name", "", {"name": cfg.room_name}))
     # The invite is part of the initial state, so the room never exists without it.
     state.append(("m.room.member", target_id, _member_content("invite", target_profile)))
-    room_id = await storage.create_room(NewRoom(
+    joins = [MembershipChange(target_id, target_id, _member_content("join", target_profile))
+             ] if cfg.auto_join else []
+    return await storage.create_server_notice_room(target, NewRoom(
         creator=sender,
         room_version=ROOM_VERSION,
         create_content={"creator": sender, "m.federate": False},
         initial_state=tuple(state),
-    ))
-    await storage.set_server_notice_room(target, room_id)
-    await storage.set_room_tag(target, room_id, SERVER_NOTICE_TAG, {})
-    if cfg.auto_join:
-        await storage.apply_memberships(room_id, [MembershipChange(
-            target_id, target_id, _member_content("join", target_profile))])
-    return room_id
+    ), replacing=replacing, tag=SERVER_NOTICE_TAG, joins=joins)
 
 
 async def send_server_notice_once(ctx: AdminContext, notice: Notice,

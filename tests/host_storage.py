@@ -360,6 +360,9 @@ class HostStorage:
 
     async def create_room(self, room: NewRoom) -> str:
         await _io()
+        return self._create_room(room)
+
+    def _create_room(self, room: NewRoom) -> str:
         server_name = room.creator.partition(":")[2]
         room_id = f"!{secrets.token_urlsafe(12)}:{server_name}"
         self._logs[room_id] = []
@@ -391,9 +394,26 @@ class HostStorage:
         await _io()
         return self._notice_rooms.get(str(user))
 
-    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+    async def create_server_notice_room(
+        self, user: UserID, room: NewRoom, *, replacing: str | None, tag: str,
+        joins: Sequence[MembershipChange] = (),
+    ) -> str | None:
         await _io()
+        if self._notice_rooms.get(str(user)) != replacing:
+            return None
+        # No await from here on: the check, the room and the record happen at once.
+        room_id = self._create_room(room)
+        try:
+            for c in joins:
+                self._append(room_id, c.sender, "m.room.member", c.content, c.target)
+        except BaseException:
+            del self._logs[room_id]
+            self._projections.pop(room_id, None)
+            raise
+        data = self._account_data.setdefault((str(user), room_id, "m.tag"), {"tags": {}})
+        data["tags"][tag] = {}
         self._notice_rooms[str(user)] = room_id
+        return room_id
 
     # -- notice transactions --------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:

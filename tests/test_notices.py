@@ -281,6 +281,50 @@ async def test_concurrent_first_notices_make_one_room(rh: Harness) -> None:
     assert [r.room_id for r in rooms] == [room_id]
 
 
+async def test_another_worker_setting_up_the_room_first_is_used(
+        rh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another worker records a notices room for the user between this worker's look
+    and its own set-up: this worker's set-up changes nothing, and the notice goes to
+    the other worker's room."""
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    own = rh.storage.create_server_notice_room
+    theirs: list[str | None] = []
+
+    async def racing(user: UserID, room: Any, **kw: Any) -> str | None:
+        if not theirs:  # the other worker commits first
+            theirs.append(await own(user, room, **kw))
+        return await own(user, room, **kw)
+
+    monkeypatch.setattr(rh.storage, "create_server_notice_room", racing)
+    event_id = await send_ok(rh, admin, alice)
+    assert theirs[0] is not None
+    assert await notice_room(rh, alice) == theirs[0]
+    assert [m["event_id"] for m in messages(rh, theirs[0])] == [event_id]
+    assert [r.room_id for r in await rh.storage.get_user_rooms(alice.user_id)] == theirs
+
+
+async def test_a_room_that_keeps_changing_is_a_503(
+        rh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    calls = 0
+
+    async def always_beaten(user: UserID, room: Any, **kw: Any) -> str | None:
+        nonlocal calls
+        calls += 1
+        return None
+
+    monkeypatch.setattr(rh.storage, "create_server_notice_room", always_beaten)
+    resp = await rh.client.post(POST_PATH, headers=admin.auth,
+                                json={"user_id": str(alice.user_id), "content": TEXT})
+    assert resp.status == 503
+    assert (await resp.json())["errcode"] == "M_UNKNOWN"
+    assert "Retry-After" in resp.headers
+    assert calls == 3
+    assert await rh.storage.get_user_rooms(alice.user_id) == []
+
+
 # -- validation ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("body", "errcode"), [

@@ -493,16 +493,16 @@ async def test_repeated_target_in_one_batch(st: AdminStorage) -> None:
 
 async def test_get_user_rooms(st: AdminStorage) -> None:
     me = f"@alice:{SN}"
-    r_joined, r_invited, r_left, r_notice = [await make_room(st) for _ in range(4)]
+    r_joined, r_invited, r_left = [await make_room(st) for _ in range(3)]
     await st.apply_memberships(r_joined, [MembershipChange(
         me, me, {"membership": "join", "displayname": "Al", "avatar_url": "mxc://a/1"})])
     await st.apply_memberships(r_invited, [
         MembershipChange(SERVER_USER, me, {"membership": "invite"})])
     await st.apply_memberships(r_left, [MembershipChange(me, me, {"membership": "join"}),
                                         MembershipChange(me, me, {"membership": "leave"})])
-    await st.apply_memberships(r_notice, [
-        MembershipChange(SERVER_USER, me, {"membership": "invite"})])
-    await st.set_server_notice_room(ALICE, r_notice)
+    r_notice = await st.create_server_notice_room(
+        ALICE, notice_room(me), replacing=None, tag="m.server_notice")
+    assert r_notice is not None
     rooms = {r.room_id: r for r in await st.get_user_rooms(ALICE)}
     assert set(rooms) == {r_joined, r_invited, r_notice}
     assert (rooms[r_joined].membership, rooms[r_joined].is_server_notice_room) == (
@@ -525,13 +525,93 @@ async def test_room_tags(st: AdminStorage) -> None:
     assert room_tags(st, BOB, room_id) == {}
 
 
-async def test_server_notice_room_record(st: AdminStorage) -> None:
+def notice_room(target: str, **extra: Any) -> NewRoom:
+    return NewRoom(creator=SERVER_USER, room_version="10", create_content={},
+                   initial_state=(
+                       ("m.room.member", SERVER_USER, {"membership": "join"}),
+                       ("m.room.member", target, {"membership": "invite", **extra}),
+                   ))
+
+
+async def test_create_server_notice_room(st: AdminStorage) -> None:
+    me = str(ALICE)
     assert await st.get_server_notice_room(ALICE) is None
-    await st.set_server_notice_room(ALICE, "!one:x")
-    await st.set_server_notice_room(BOB, "!bob:x")
-    await st.set_server_notice_room(ALICE, "!two:x")
-    assert await st.get_server_notice_room(ALICE) == "!two:x"
-    assert await st.get_server_notice_room(BOB) == "!bob:x"
+    first = await st.create_server_notice_room(
+        ALICE, notice_room(me), replacing=None, tag="m.server_notice",
+        joins=[MembershipChange(me, me, {"membership": "join", "displayname": "Al"})])
+    assert first is not None
+    assert await st.get_server_notice_room(ALICE) == first
+    assert [(e["type"], e.get("state_key"), e["content"].get("membership"))
+            for e in room_events(st, first)] == [
+        ("m.room.create", "", None), ("m.room.member", SERVER_USER, "join"),
+        ("m.room.member", me, "invite"), ("m.room.member", me, "join")]
+    assert room_tags(st, ALICE, first) == {"m.server_notice": {}}
+    rooms = {r.room_id: r for r in await st.get_user_rooms(ALICE)}
+    assert (rooms[first].membership, rooms[first].is_server_notice_room,
+            rooms[first].display_name) == ("join", True, "Al")
+
+    # The record no longer names what the caller thought: nothing is created.
+    for stale in (None, "!other:x"):
+        assert await st.create_server_notice_room(
+            ALICE, notice_room(me), replacing=stale, tag="m.server_notice") is None
+    assert [r.room_id for r in await st.get_user_rooms(ALICE)] == [first]
+    assert await st.get_server_notice_room(ALICE) == first
+
+    # Replacing the recorded room; another user's record is left alone.
+    bob = await st.create_server_notice_room(
+        BOB, notice_room(str(BOB)), replacing=None, tag="m.server_notice")
+    second = await st.create_server_notice_room(
+        ALICE, notice_room(me), replacing=first, tag="m.server_notice")
+    assert second is not None and second not in (first, bob)
+    assert await st.get_server_notice_room(ALICE) == second
+    assert await st.get_server_notice_room(BOB) == bob
+    rooms = {r.room_id: r for r in await st.get_user_rooms(ALICE)}
+    assert (rooms[second].membership, rooms[second].is_server_notice_room) == ("invite", True)
+    assert rooms[first].is_server_notice_room is False
+
+
+async def test_create_server_notice_room_failing_part_way_leaves_nothing(
+        st: AdminStorage) -> None:
+    me = str(ALICE)
+    unserialisable = {"membership": "join", "bad": float("nan")}  # fails at the last event
+    with pytest.raises(ValueError):  # noqa: PT011 - whatever the backend's JSON encoder says
+        await st.create_server_notice_room(
+            ALICE, notice_room(me), replacing=None, tag="m.server_notice",
+            joins=[MembershipChange(me, me, unserialisable)])
+    assert await st.get_server_notice_room(ALICE) is None
+    assert await st.get_user_rooms(ALICE) == []
+    # and the next attempt works
+    assert await st.create_server_notice_room(
+        ALICE, notice_room(me), replacing=None, tag="m.server_notice") is not None
+
+
+@pytest.mark.parametrize("kind", [b for b in BACKENDS if b != "memory"])
+async def test_two_workers_setting_up_one_notices_room_make_one(
+        request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> None:
+    """Two workers (two storages on one database) create the same user's first notices
+    room at the same moment: one wins, the other changes nothing."""
+    first = await make_storage(request, kind, tmp_path)
+    assert isinstance(first, SqlStorage)
+    storages = [first]
+    try:
+        if isinstance(first, SqliteStorage):
+            storages.append(SqliteStorage(first.path))
+        else:
+            assert isinstance(first, PostgresStorage)
+            storages.append(PostgresStorage(first.dsn))
+        await storages[1].open()
+        for attempt in range(5):
+            user = UserID(f"racer{attempt}", SN)
+            made = await asyncio.gather(*(
+                s.create_server_notice_room(user, notice_room(str(user)), replacing=None,
+                                            tag="m.server_notice") for s in storages))
+            winners = [m for m in made if m is not None]
+            assert len(winners) == 1, made
+            assert await first.get_server_notice_room(user) == winners[0]
+            assert [r.room_id for r in await first.get_user_rooms(user)] == winners
+    finally:
+        for s in storages:
+            await s.close()
 
 
 # -- notice transactions --------------------------------------------------------------------

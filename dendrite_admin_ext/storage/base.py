@@ -154,7 +154,7 @@ class UserRoom:
     ``display_name``/``avatar_url`` are those of the user's current membership event in
     that room (as for :class:`Member`), so a leave can carry them on.
     ``is_server_notice_room`` is true when the room is the one recorded by
-    :meth:`AdminStorage.set_server_notice_room` for this user."""
+    :meth:`AdminStorage.create_server_notice_room` for this user."""
 
     room_id: str
     membership: str  # "join" or "invite"
@@ -329,11 +329,21 @@ class AdminStorage(Protocol):
         (e.g. ``{}`` or ``{"order": 0.5}``).  Idempotent."""
 
     async def get_server_notice_room(self, user: UserID) -> str | None:
-        """The room last recorded by ``set_server_notice_room`` for the user, or None.
-        It may since have been left or evacuated: the admin API checks membership."""
+        """The room last recorded by ``create_server_notice_room`` for the user, or
+        None.  It may since have been left or evacuated: the admin API checks
+        membership."""
 
-    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
-        """Record (replacing any previous one) the user's server-notices room."""
+    async def create_server_notice_room(
+        self, user: UserID, room: NewRoom, *, replacing: str | None, tag: str,
+        joins: Sequence[MembershipChange] = (),
+    ) -> str | None:
+        """In one transaction: create ``room`` (as :meth:`create_room`), apply
+        ``joins`` to it (as :meth:`apply_memberships`), tag it ``tag`` (content ``{}``)
+        for ``user``, and record it as the user's server-notices room — provided the
+        room recorded for the user is still ``replacing`` (None: no room recorded).
+        Return the new room's ID; or None, having changed nothing, when another writer
+        (another worker) recorded a different room first.  Never leaves a room that is
+        created but not recorded."""
 
     # -- notice transaction ids ----------------------------------------------------------
     # Kept by the host so that a PUT retried on another worker, or after a restart, is

@@ -295,15 +295,24 @@ class MemoryStorage:
                 for c in changes]
 
     async def create_room(self, room: NewRoom) -> str:
+        return self._create_room(room)
+
+    def _create_room(self, room: NewRoom) -> str:
         server_name = room.creator.split(":", 1)[1]
         room_id = new_room_id(server_name)
         r = _Room(room_id)
         self.rooms[room_id] = r
-        self._append(r, room.creator, "m.room.create",
-                     {**room.create_content, "room_version": room.room_version or ROOM_VERSION},
-                     "")
-        for event_type, state_key, content in room.initial_state:
-            self._append(r, room.creator, event_type, content, state_key)
+        events = len(self.events)
+        try:
+            self._append(r, room.creator, "m.room.create",
+                         {**room.create_content,
+                          "room_version": room.room_version or ROOM_VERSION}, "")
+            for event_type, state_key, content in room.initial_state:
+                self._append(r, room.creator, event_type, content, state_key)
+        except BaseException:  # atomic, like the SQL backends' transaction
+            del self.rooms[room_id]
+            del self.events[events:]
+            raise
         return room_id
 
     async def send_event(
@@ -314,6 +323,10 @@ class MemoryStorage:
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
     ) -> None:
+        self._set_room_tag(user, room_id, tag, content)
+
+    def _set_room_tag(self, user: UserID, room_id: str, tag: str,
+                      content: Mapping[str, Any]) -> None:
         key = (str(user), room_id, "m.tag")
         data = self.account_data.setdefault(key, {"tags": {}})
         data["tags"][tag] = dict(content)
@@ -321,8 +334,27 @@ class MemoryStorage:
     async def get_server_notice_room(self, user: UserID) -> str | None:
         return self.notice_rooms.get(str(user))
 
-    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
+    async def create_server_notice_room(
+        self, user: UserID, room: NewRoom, *, replacing: str | None, tag: str,
+        joins: Sequence[MembershipChange] = (),
+    ) -> str | None:
+        if self.notice_rooms.get(str(user)) != replacing:
+            return None
+        # No await below: nothing else runs in between, so all of it happens at once,
+        # and a failure part-way is undone here.
+        events = len(self.events)
+        room_id = self._create_room(room)
+        try:
+            r = self.rooms[room_id]
+            for c in joins:
+                self._append(r, c.sender, "m.room.member", c.content, c.target)
+        except BaseException:
+            del self.rooms[room_id]
+            del self.events[events:]
+            raise
+        self._set_room_tag(user, room_id, tag, {})
         self.notice_rooms[str(user)] = room_id
+        return room_id
 
     # -- notice transactions --------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:

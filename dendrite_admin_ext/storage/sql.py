@@ -495,8 +495,8 @@ class SqlStorage:
     async def create_room(self, room: NewRoom) -> str:
         return await self._run(self._create_room(room), write=True)
 
-    def _create_room(self, room: NewRoom) -> Op[str]:
-        room_id = new_room_id(_server_of(room.creator))
+    def _create_room(self, room: NewRoom, room_id: str | None = None) -> Op[str]:
+        room_id = room_id or new_room_id(_server_of(room.creator))
         version = room.room_version or ROOM_VERSION
         yield Stmt("INSERT INTO dendrite_admin_rooms (room_id, room_version, creator, depth,"
                    " latest_event_id, created_ts) VALUES (%s, %s, %s, 0, NULL, %s)",
@@ -596,11 +596,33 @@ class SqlStorage:
             (str(user),)), write=False)
         return None if row is None else str(row[0])
 
-    async def set_server_notice_room(self, user: UserID, room_id: str) -> None:
-        await self._run(self._exec(
-            "INSERT INTO dendrite_admin_server_notice_rooms (user_id, room_id) VALUES (%s, %s)"
-            " ON CONFLICT (user_id) DO UPDATE SET room_id = excluded.room_id",
-            (str(user), room_id)), write=True)
+    async def create_server_notice_room(
+        self, user: UserID, room: NewRoom, *, replacing: str | None, tag: str,
+        joins: Sequence[MembershipChange] = (),
+    ) -> str | None:
+        return await self._run(self._create_notice_room(str(user), room, replacing, tag,
+                                                        joins), write=True)
+
+    def _create_notice_room(self, user_id: str, room: NewRoom, replacing: str | None,
+                            tag: str, joins: Sequence[MembershipChange]) -> Op[str | None]:
+        room_id = new_room_id(_server_of(room.creator))
+        # The claim comes first: a second worker doing the same waits here on the
+        # first one's row (or key) until it commits, then finds it changed and backs off.
+        if replacing is None:
+            res = yield Stmt("INSERT INTO dendrite_admin_server_notice_rooms (user_id, room_id)"
+                             " VALUES (%s, %s) ON CONFLICT DO NOTHING", (user_id, room_id))
+        else:
+            res = yield Stmt("UPDATE dendrite_admin_server_notice_rooms SET room_id = %s"
+                             " WHERE user_id = %s AND room_id = %s",
+                             (room_id, user_id, replacing))
+        if res.rowcount != 1:
+            return None
+        yield from self._create_room(room, room_id)
+        if joins:
+            yield from self._append_to_room(room_id, [
+                (c.sender, "m.room.member", c.target, c.content) for c in joins])
+        yield from self._set_room_tag(user_id, room_id, tag, {})
+        return room_id
 
     # -- notice transactions ---------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
