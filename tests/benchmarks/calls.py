@@ -5,13 +5,16 @@
 Each figure is the CPU time of this process per call (``time.process_time``: the event
 loop thread and any worker thread alike), with 32 calls in flight, measured in-process
 so that no HTTP is involved.  The statement is the token lookup every authenticated
-admin request makes (``get_session``).  References:
+admin request makes (``get_session``); successive calls take successive tokens of 64
+seeded devices, so no two calls in flight ask for the same one.  ``get_session`` sends
+the lookups that wait at the same moment as one statement (storage/batching.py); each
+reference makes the one-token statement once per call.  References:
 
-* SQLite: the same statement through ``sqlite3`` on a thread of a one-thread
+* SQLite: the one-token statement through ``sqlite3`` on a thread of a one-thread
   ``ThreadPoolExecutor`` — the usual way to keep SQLite off the event loop, as the
   contract requires — and on the event loop itself (what the loop would pay without
   any thread; the contract forbids it, it is the bare statement's own cost).
-* PostgreSQL: the same statement on one psycopg2 asynchronous connection driven by a
+* PostgreSQL: the one-token statement on one psycopg2 asynchronous connection driven by a
   minimal ``add_reader`` loop (no pool, no timeout: about the least any asyncio program
   on psycopg2 can pay per round trip; an ``asyncio.Lock`` hands the one connection from
   caller to caller), and the same through aiopg on a held connection.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +33,7 @@ from typing import Any
 
 from dendrite_admin_ext.storage.base import AdminStorage
 
-from .server import ADMIN_TOKEN, seed
+from .server import WHOIS_ADMINS, seed, whois_token
 
 __all__ = ["measure_calls"]
 
@@ -64,11 +68,16 @@ async def rounds_of(calls: dict[str, Call], total: int,
     return out
 
 
+def _tokens() -> itertools.cycle[str]:
+    return itertools.cycle([whois_token(i) for i in range(WHOIS_ADMINS)])
+
+
 async def _storage_call(storage: AdminStorage, server_name: str) -> Call:
     await seed(storage, server_name)
+    tokens = _tokens()
 
     async def call() -> None:
-        assert await storage.get_session(ADMIN_TOKEN) is not None
+        assert await storage.get_session(next(tokens)) is not None
     return call
 
 
@@ -82,9 +91,10 @@ async def sqlite_figures(path: Path, server_name: str, total: int,
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     sql = SESSION_SQL.replace("%s", "?")
     loop = asyncio.get_running_loop()
+    tokens = _tokens()
 
     def query() -> list[Any]:
-        return conn.execute(sql, (ADMIN_TOKEN,)).fetchall()
+        return conn.execute(sql, (next(tokens),)).fetchall()
 
     async def hop() -> None:
         assert await loop.run_in_executor(pool, query)
@@ -135,11 +145,12 @@ async def postgres_figures(dsn: str, server_name: str, total: int,
 
     await ready()
     cursor = raw.cursor()
+    tokens = _tokens()
     lock = asyncio.Lock()  # one connection: one statement at a time
 
     async def bare() -> None:
         async with lock:
-            cursor.execute(SESSION_SQL, (ADMIN_TOKEN,))
+            cursor.execute(SESSION_SQL, (next(tokens),))
             await ready()
             assert cursor.fetchall()
 
@@ -149,7 +160,7 @@ async def postgres_figures(dsn: str, server_name: str, total: int,
 
     async def aiopg_held() -> None:
         async with lock:
-            await held_cursor.execute(SESSION_SQL, (ADMIN_TOKEN,))
+            await held_cursor.execute(SESSION_SQL, (next(tokens),))
             assert await held_cursor.fetchall()
 
     try:

@@ -532,10 +532,11 @@ def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) ->
     """CPU per token lookup through the storage vs the bare driver (see calls.py)."""
     from .calls import measure_calls
 
-    labels = {"thread": "same SQL, sqlite3 on a 1-thread executor",
-              "loop": "same SQL, sqlite3 on the event loop (not allowed: no thread)",
-              "driver": "same SQL, bare psycopg2 async round trip",
-              "aiopg": "same SQL, aiopg on a held connection"}
+    labels = {"thread": "one-token SELECT per call, sqlite3 on a 1-thread executor",
+              "loop": "one-token SELECT per call, sqlite3 on the event loop "
+                      "(not allowed: no thread)",
+              "driver": "one-token SELECT per call, bare psycopg2 async round trip",
+              "aiopg": "one-token SELECT per call, aiopg on a held connection"}
     for name in backends.names:
         if name == "memory":
             continue
