@@ -67,6 +67,11 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
             raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
         header_token = value.strip()
     query_token = request.query.get("access_token") if allow_query else None
+    for given in (header_token, query_token):
+        if given and not given.isprintable():
+            # NUL, control characters or bytes that are not UTF-8: no token has them,
+            # and database drivers refuse them outright.
+            raise UnknownToken()
     if (header_token is not None and query_token is not None
             and not hmac.compare_digest(header_token.encode(), query_token.encode())):
         raise MissingToken("Mixing Authorization headers and access_token query parameters.")

@@ -76,6 +76,51 @@ async def test_mixing_header_and_query(h: Harness) -> None:
     assert resp.status == 200
 
 
+async def _raw(h: Harness, path: str, extra_head: bytes = b"") -> tuple[int, bytes]:
+    """A request written byte for byte (a client library would refuse these bytes)."""
+    port = h.client.server.port
+    assert port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n".encode()
+                     + extra_head + b"\r\n")
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+UNUSABLE_TOKENS = [
+    ("?access_token=%00", b""),  # NUL: PostgreSQL's driver refuses it
+    ("?access_token=a%01b", b""),
+    ("", b"Authorization: Bearer \xff\xfe\r\n"),  # not UTF-8
+]
+
+
+@pytest.mark.parametrize(("query", "header"), UNUSABLE_TOKENS)
+async def test_tokens_no_driver_can_take_are_unknown(h: Harness, query: str,
+                                                      header: bytes) -> None:
+    alice = await h.user("alice", admin=True)
+    status, body = await _raw(h, WHOIS + str(alice.user_id) + query, header)
+    assert status == 401, body
+    assert b'"M_UNKNOWN_TOKEN"' in body
+
+
+async def test_an_unusable_token_does_not_fail_the_requests_read_with_it(h: Harness) -> None:
+    """Token lookups made at the same moment share one statement (SQL backends): a
+    token the driver refuses must fail only its own request."""
+    alice = await h.user("alice", admin=True)
+    path = WHOIS + str(alice.user_id)
+    good = f"Authorization: Bearer {alice.token}\r\n".encode()
+    for query, header in UNUSABLE_TOKENS:
+        answers = await asyncio.gather(*(
+            _raw(h, path, good) if i % 2 else _raw(h, path + query, header)
+            for i in range(40)))
+        assert [s for s, _ in answers[1::2]] == [200] * 20, answers[1::2][:2]
+        assert [s for s, _ in answers[0::2]] == [401] * 20
+
+
 async def test_non_admin_forbidden_before_lookup_and_body(h: Harness) -> None:
     user = await h.user("bob")
     # Unknown target, garbage body: a non-admin still gets only the 403.

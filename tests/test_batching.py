@@ -183,3 +183,99 @@ async def test_a_batch_cancelled_with_the_loop_fails_its_waiters() -> None:
     with pytest.raises(StorageUnavailableError):
         await second
     assert batcher.idle
+
+
+async def test_a_key_the_driver_refuses_fails_only_its_own_callers() -> None:
+    src = Source({"a": 1, "b": 2})
+
+    async def fetch(keys: Sequence[str]) -> dict[str, int]:
+        if "poison" in keys:
+            raise ValueError("the driver cannot take this key")
+        return await src.fetch(keys)
+
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(fetch, lambda: None)
+    results = await asyncio.gather(batcher.get("a"), batcher.get("poison"), batcher.get("b"),
+                                   batcher.get("poison"), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 2
+    assert all(isinstance(r, BatchedReadError) for r in (results[1], results[3]))
+    # One try together, then each key alone.
+    assert src.batches == [["a"], ["b"]]
+
+
+async def test_the_storage_being_down_is_not_retried_key_by_key() -> None:
+    calls: list[list[str]] = []
+
+    async def down(keys: Sequence[str]) -> dict[str, int]:
+        calls.append(list(keys))
+        raise StorageUnavailableError("database gone")
+
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(down, lambda: None)
+    results = await asyncio.gather(batcher.get("a"), batcher.get("b"),
+                                   return_exceptions=True)
+    assert all(isinstance(r, StorageUnavailableError) for r in results)
+    assert calls == [["a", "b"]]
+
+
+async def test_a_stalled_batch_does_not_hold_up_the_next_ones() -> None:
+    """A read that hangs (a database that stopped answering) must not queue every
+    later caller behind it: after ``stall_after`` another batch may start."""
+    src = Source({"slow": 1, "quick": 2})
+    hang = asyncio.Event()
+
+    async def fetch(keys: Sequence[str]) -> dict[str, int]:
+        if "slow" in keys:
+            await hang.wait()
+        return await src.fetch(keys)
+
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(fetch, lambda: None,
+                                                        stall_after=0.05)
+    slow = asyncio.create_task(batcher.get("slow"))
+    await asyncio.sleep(0)
+    quick = asyncio.create_task(batcher.get("quick"))
+    await asyncio.sleep(0.02)
+    assert not quick.done()  # within stall_after: it waits for the next batch
+    assert await asyncio.wait_for(quick, 1.0) == 2
+    assert not slow.done()
+    hang.set()
+    assert await slow == 1
+
+
+async def test_stalled_batches_are_bounded() -> None:
+    from dendrite_admin_ext.storage.batching import MAX_STALLED
+
+    hang = asyncio.Event()
+    started: list[list[str]] = []
+
+    async def fetch(keys: Sequence[str]) -> dict[str, int]:
+        started.append(list(keys))
+        await hang.wait()
+        return {k: 0 for k in keys}
+
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(fetch, lambda: None,
+                                                        stall_after=0.01)
+    tasks = [asyncio.create_task(batcher.get(f"k{i}")) for i in range(3)]
+    for i in range(MAX_STALLED + 3):
+        tasks.append(asyncio.create_task(batcher.get(f"later{i}")))
+        await asyncio.sleep(0.02)
+    assert len(started) == MAX_STALLED
+    hang.set()
+    assert await asyncio.gather(*tasks) == [0] * len(tasks)
+
+
+async def test_drain_does_not_wait_for_reads_asked_afterwards() -> None:
+    src = Source({"a": 1, "b": 2})
+    src.gate = asyncio.Event()
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None)
+    first = asyncio.create_task(batcher.get("a"))
+    await src.started.wait()
+    drained = asyncio.create_task(batcher.drain())
+    await asyncio.sleep(0)
+    later = asyncio.create_task(batcher.get("b"))  # asked after drain began
+    await asyncio.sleep(0)
+    released, src.gate = src.gate, asyncio.Event()  # the next batch will hang
+    released.set()
+    await asyncio.wait_for(drained, 1.0)
+    assert first.result() == 1
+    assert not later.done()
+    src.gate.set()
+    assert await later == 2

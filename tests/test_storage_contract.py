@@ -251,6 +251,31 @@ async def test_a_read_asked_while_another_is_in_flight_is_fresh(st: Any) -> None
     await first
 
 
+async def test_callers_of_one_user_get_lists_of_their_own(st: Any) -> None:
+    await st.create_account(account("alice"), NewDevice("D1", "tok1"))
+    first, second = await asyncio.gather(st.get_devices(ALICE), st.get_devices(ALICE))
+    assert first == second and first is not second
+    first.clear()
+    assert [d.device_id for d in second] == ["D1"]
+
+
+async def test_open_while_closing_nests(st: Any) -> None:
+    """A close that waits for reads in flight, and an open meanwhile: the storage stays
+    open and usable (it must not reconnect over itself, nor disconnect after)."""
+    await st.create_account(account("alice"), NewDevice("D1", "tok1"))
+    await st.open()  # two openers now
+    await st.close()
+    reading = asyncio.create_task(st.get_session("tok1"))
+    await asyncio.sleep(0)
+    closing = asyncio.create_task(st.close())  # the last opener
+    await asyncio.sleep(0)
+    await st.open()
+    await closing
+    assert (await reading) is not None
+    session = await st.get_session("tok1")
+    assert session is not None and session.device_id == "D1"
+
+
 # -- accounts ------------------------------------------------------------------------------
 async def test_create_and_get_account(st: AdminStorage) -> None:
     assert await st.get_account(ALICE) is None

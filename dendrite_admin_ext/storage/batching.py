@@ -15,7 +15,9 @@ under load, the keys that arrive while a batch is in flight go out in the next o
 ("natural batching": batches grow with the load, so do not need a timer).
 
 A caller that goes away (client gone, deadline) leaves the batch running for the
-others.  A batch that fails gives each of its callers its own exception.
+others.  A batch that fails because the storage is unavailable gives each of its
+callers its own exception (503 for each); one that fails for another reason is tried
+again key by key, so one key the driver refuses fails only its own callers.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ V = TypeVar("V")
 # Statement sizes: a batch of n keys is padded (by repeating its last key) to the next
 # of these, so each backend sees a handful of statement texts, each prepared once.
 SIZES = (1, 2, 4, 8, 16, 32, 64)
+# Batches of one kind in flight at once when every one of them has stalled.
+MAX_STALLED = 8
 
 
 def padded(keys: Sequence[K]) -> list[K]:
@@ -54,17 +58,25 @@ class ReadBatcher(Generic[K, V]):
 
     ``fetch(keys)`` reads up to :data:`SIZES`\\[-1] distinct keys in one go and maps
     each key found to its value; keys it leaves out get a new ``missing()``.  At most
-    ``max_running`` batches are in flight at once.
+    ``max_running`` batches are in flight at once — unless every one of them has been
+    running for ``stall_after`` seconds (a database that stopped answering): then one
+    more may start, up to :data:`MAX_STALLED`, so callers meet the storage's own
+    timeouts (a pool that has no connection left) rather than a queue behind a read
+    that hangs.
     """
 
     def __init__(self, fetch: Callable[[Sequence[K]], Awaitable[Mapping[K, V]]],
-                 missing: Callable[[], V],
-                 *, max_running: int = 1) -> None:
+                 missing: Callable[[], V], *, max_running: int = 1,
+                 stall_after: float = 1.0) -> None:
         self._fetch = fetch
         self._missing = missing
         self._max_running = max_running
+        self._stall_after = stall_after
         self._waiting: dict[K, list[asyncio.Future[V]]] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        # Running batches: when each started, and the callers it took.
+        self._running: dict[asyncio.Task[None], float] = {}
+        self._taken: dict[asyncio.Task[None], list[asyncio.Future[V]]] = {}
+        self._stall_timer: asyncio.TimerHandle | None = None
         # A batch task created but not yet started: it takes every key added until then.
         self._starting: asyncio.Task[None] | None = None
 
@@ -83,22 +95,54 @@ class ReadBatcher(Generic[K, V]):
         return not self._waiting and not self._running
 
     async def drain(self) -> None:
-        """Wait until every key asked for so far has been read (or failed)."""
-        while self._running:
-            await asyncio.wait(set(self._running))
+        """Wait until every read asked for so far has been answered (or failed); reads
+        asked for meanwhile are not waited for."""
+        asked = [f for waiters in self._waiting.values() for f in waiters]
+        asked += [f for taken in self._taken.values() for f in taken]
+        pending = [f for f in asked if not f.done()]
+        if pending:
+            await asyncio.wait(pending)
 
     def _start(self) -> None:
-        if self._starting or not self._waiting or len(self._running) >= self._max_running:
+        if self._starting or not self._waiting:
             return
-        task = asyncio.get_running_loop().create_task(self._batch())
+        loop = asyncio.get_running_loop()
+        if len(self._running) >= self._max_running:
+            newest = max(self._running.values())
+            if (len(self._running) >= MAX_STALLED
+                    or loop.time() - newest < self._stall_after):
+                return
+        task = loop.create_task(self._batch())
         self._starting = task
-        self._running.add(task)
+        self._running[task] = loop.time()
         task.add_done_callback(self._finished)
+        self._arm_stall_timer(self._stall_after)
+
+    def _arm_stall_timer(self, delay: float) -> None:
+        """Look again once the newest batch counts as stalled (off when none runs)."""
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+        self._stall_timer = asyncio.get_running_loop().call_later(delay, self._on_stall)
+
+    def _on_stall(self) -> None:
+        self._stall_timer = None
+        self._start()
+        if self._stall_timer is None and self._running and self._waiting:
+            # Not started (a timer may fire a hair early, or the limit is reached):
+            # look again when the newest batch is due.
+            newest = max(self._running.values())
+            due = newest + self._stall_after - asyncio.get_running_loop().time()
+            self._arm_stall_timer(max(due, 0.001) if len(self._running) < MAX_STALLED
+                                  else self._stall_after)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        del self._running[task]
+        self._taken.pop(task, None)
         if self._starting is task:
             self._starting = None
+        if not self._running and self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
         if not task.cancelled():
             self._start()
             return
@@ -116,24 +160,53 @@ class ReadBatcher(Generic[K, V]):
             waiters = [f for f in self._waiting.pop(key) if not f.done()]
             if waiters:
                 taken[key] = waiters
-        # More than one batch's worth: the rest go in the next one, alongside.
+        task = asyncio.current_task()
+        if task is not None:
+            self._taken[task] = [f for waiters in taken.values() for f in waiters]
+        # More than one batch's worth: the rest go in the next batch (at once, if
+        # max_running allows; otherwise when this one ends).
         self._start()
         if not taken:
             return
         try:
             found = await self._fetch(list(taken))
         except (Exception, asyncio.CancelledError) as exc:
-            for waiters in taken.values():
-                for future in waiters:
-                    if not future.done():
-                        future.set_exception(_own_copy(exc))
+            if len(taken) > 1 and not isinstance(
+                    exc, (StorageUnavailableError, asyncio.CancelledError)):
+                # Not the storage: perhaps one key the driver cannot take (or one row
+                # it cannot read).  Each key alone, so only its own callers fail.
+                for key, waiters in taken.items():
+                    await self._alone(key, waiters)
+                return
+            self._fail(taken, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
+        self._deliver(taken, found)
+
+    async def _alone(self, key: K, waiters: list[asyncio.Future[V]]) -> None:
+        try:
+            found = await self._fetch([key])
+        except (Exception, asyncio.CancelledError) as exc:
+            self._fail({key: waiters}, exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self._deliver({key: waiters}, found)
+
+    def _deliver(self, taken: Mapping[K, list[asyncio.Future[V]]],
+                 found: Mapping[K, V]) -> None:
         for key, waiters in taken.items():
             for future in waiters:
                 if not future.done():
                     future.set_result(found[key] if key in found else self._missing())
+
+    @staticmethod
+    def _fail(taken: Mapping[K, list[asyncio.Future[V]]], exc: BaseException) -> None:
+        for waiters in taken.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(_own_copy(exc))
 
 
 def _own_copy(exc: BaseException) -> BaseException:

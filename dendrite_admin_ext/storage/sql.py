@@ -189,11 +189,15 @@ class SqlStorage:
     async def close(self) -> None:
         if self._open_count == 0:
             return
-        self._open_count -= 1
-        if self._open_count == 0:
-            # Reads already asked for are answered before the connection goes.
+        if self._open_count == 1:
+            # Reads already asked for are answered before the connection goes.  The
+            # storage still counts as open meanwhile, so an open() now only nests.
             await self._session_reads.drain()
             await self._device_reads.drain()
+            if self._open_count == 0:  # closed by another caller meanwhile
+                return
+        self._open_count -= 1
+        if self._open_count == 0:
             await self._disconnect()
 
     async def ping(self) -> None:
@@ -372,7 +376,8 @@ class SqlStorage:
                        " AND device_id <> %s", (*who, keep_device_id))
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
-        return await self._device_reads.get(user)
+        # Callers asking for the same user at once share a read, not a list.
+        return list(await self._device_reads.get(user))
 
     async def _fetch_devices(self, users: Sequence[UserID]) -> dict[UserID, list[DeviceInfo]]:
         by_server: dict[str, list[str]] = {}
