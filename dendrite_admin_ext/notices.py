@@ -23,6 +23,7 @@ arriving after a restart, is still recognised.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -150,18 +151,24 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     return await run_to_completion(ctx, _send_checked(ctx, notice))
 
 
-async def _send_checked(ctx: AdminContext, notice: Notice) -> str:
+async def _send_checked(ctx: AdminContext, notice: Notice,
+                        txn: NoticeTxnKey | None = None) -> str:
     if notice.user == system_user(ctx):
         raise NotFound("Cannot send server notices to the server notices user")
     if await ctx.storage.get_account(notice.user) is None:
         raise NotFound(f"Unknown user {notice.user}")
-    return await _send(ctx, notice)
+    return await _send(ctx, notice, txn)
 
 
-async def _send(ctx: AdminContext, notice: Notice) -> str:
+async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> str:
     storage = ctx.storage
     system = await ensure_system_user(ctx)
     sender = str(system)
+    # With a transaction id, the event and its record are written together: a retry
+    # finds either both or neither, whichever worker it reaches.
+    send = functools.partial(storage.send_event, sender=sender,
+                             event_type=notice.event_type, content=notice.content,
+                             txn=txn, txn_ts=ctx.clock() if txn is not None else 0)
     async with ctx.locks(("server_notice_room", str(notice.user))):
         for _ in range(_CLAIM_ATTEMPTS):
             room_id = await storage.get_server_notice_room(notice.user)
@@ -170,12 +177,10 @@ async def _send(ctx: AdminContext, notice: Notice) -> str:
                 # user between the check and the send.
                 async with ctx.locks(room_lock_key(room_id)):
                     if await _reuse_room(ctx, room_id, system, notice.user):
-                        return await storage.send_event(room_id, sender, notice.event_type,
-                                                        notice.content)
+                        return await send(room_id)
             new_room = await _create_room(ctx, system, notice.user, replacing=room_id)
             if new_room is not None:
-                return await storage.send_event(new_room, sender, notice.event_type,
-                                                notice.content)
+                return await send(new_room)
             # Another worker recorded a room for this user meanwhile: look again.
         raise StorageUnavailableError(
             f"the server-notices room of {notice.user} kept changing; try again")
@@ -263,9 +268,9 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
 async def send_server_notice_once(ctx: AdminContext, notice: Notice,
                                   key: NoticeTxnKey) -> str:
     """Send the notice unless this transaction was already sent; return the event ID
-    of the first send.  A failed send is not recorded, so a retry tries again.  The
-    send and its record complete together even if the client goes away, so a retry
-    (which waits for them) finds the record."""
+    of the first send.  The event and its record are written in one transaction, so
+    a retry — on this worker or another, or after an answer that was lost on the
+    way — finds both or neither; a failed send is not recorded and can be retried."""
     return await run_to_completion(ctx, _send_once(ctx, notice, key))
 
 
@@ -274,8 +279,7 @@ async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> st
         existing = await ctx.storage.get_notice_txn(key)
         if existing is not None:
             return existing
-        event_id = await _send_checked(ctx, notice)
-        kept = await ctx.storage.put_notice_txn(key, event_id, ctx.clock())
+        kept = await _send_checked(ctx, notice, key)
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         try:
             await purge_old_txns(ctx)

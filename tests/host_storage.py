@@ -378,10 +378,17 @@ class HostStorage:
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         await _io()
-        return self._append(room_id, sender, event_type, content)
+        key = None if txn is None else (txn.user_id, txn.device_id, txn.txn_id)
+        if key is not None and key in self._txns:
+            return self._txns[key][0]
+        event_id = self._append(room_id, sender, event_type, content)
+        if key is not None:
+            self._txns[key] = (event_id, txn_ts)
+        return event_id
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
@@ -420,11 +427,6 @@ class HostStorage:
         await _io()
         found = self._txns.get((key.user_id, key.device_id, key.txn_id))
         return found[0] if found else None
-
-    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
-        await _io()
-        return self._txns.setdefault((key.user_id, key.device_id, key.txn_id),
-                                     (event_id, ts))[0]
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         await _io()

@@ -419,6 +419,34 @@ async def test_put_is_idempotent(rh: Harness) -> None:
     assert len(messages(rh, await notice_room(rh, alice))) == 2
 
 
+async def test_put_whose_answer_was_lost_is_not_sent_twice(
+        rh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database commits the notice but the answer never arrives (connection lost
+    after COMMIT): the client sees a 503 and retries.  The retry must find the record
+    written with the event, not send the notice again."""
+    from dendrite_admin_ext.errors import StorageUnavailableError
+
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    own = rh.storage.send_event
+    lost: list[str] = []
+
+    async def answer_lost(*args: Any, **kwargs: Any) -> str:
+        event_id = await own(*args, **kwargs)
+        if not lost:
+            lost.append(event_id)
+            raise StorageUnavailableError("server closed the connection unexpectedly")
+        return event_id
+
+    monkeypatch.setattr(rh.storage, "send_event", answer_lost)
+    status, body = await send(rh, admin, {"user_id": str(alice.user_id), "content": TEXT},
+                              "maint-lost")
+    assert (status, body["errcode"]) == (503, "M_UNKNOWN")
+    again = await send_ok(rh, admin, alice, txn_id="maint-lost")
+    assert again == lost[0]
+    assert [m["event_id"] for m in messages(rh, await notice_room(rh, alice))] == lost
+
+
 async def test_put_from_another_device_or_admin_is_a_new_event(rh: Harness) -> None:
     admin = await rh.user("admin", admin=True)
     other_admin = await rh.user("admin2", admin=True)

@@ -199,10 +199,10 @@ class Gate(Spy):
         self.opened = asyncio.Event()
 
     async def send_event(self, room_id: str, sender: str, event_type: str,
-                         content: Mapping[str, Any]) -> str:
+                         content: Mapping[str, Any], **txn: Any) -> str:
         self.entered.set()
         await self.opened.wait()
-        return await self.inner.send_event(room_id, sender, event_type, content)
+        return await self.inner.send_event(room_id, sender, event_type, content, **txn)
 
 
 async def test_put_retry_after_the_client_went_away_sends_once(rh: Harness) -> None:

@@ -640,31 +640,69 @@ async def test_two_workers_setting_up_one_notices_room_make_one(
 
 
 # -- notice transactions --------------------------------------------------------------------
+def message_bodies(st: AdminStorage, room_id: str) -> list[str]:
+    return [e["content"]["body"] for e in room_events(st, room_id)
+            if e["type"] == "m.room.message"]
+
+
+async def send_once(st: AdminStorage, room_id: str, key: NoticeTxnKey, body: str,
+                    ts: int) -> str:
+    return await st.send_event(room_id, SERVER_USER, "m.room.message",
+                               {"msgtype": "m.text", "body": body}, txn=key, txn_ts=ts)
+
+
 async def test_notice_txns(st: AdminStorage) -> None:
+    room_id = await make_room(st)
     key = NoticeTxnKey(f"@admin:{SN}", "DEV", "txn-1")
     assert await st.get_notice_txn(key) is None
-    assert await st.put_notice_txn(key, "$first", 1_000) == "$first"
-    assert await st.put_notice_txn(key, "$second", 2_000) == "$first"
-    assert await st.get_notice_txn(key) == "$first"
+    first = await send_once(st, room_id, key, "first", 1_000)
+    # Recorded with the event, in the same write: a repeat sends nothing.
+    assert await st.get_notice_txn(key) == first
+    assert await send_once(st, room_id, key, "second", 2_000) == first
+    assert message_bodies(st, room_id) == ["first"]
     other_device = NoticeTxnKey(key.user_id, "DEV2", "txn-1")
     other_txn = NoticeTxnKey(key.user_id, "DEV", "txn-2")
-    assert await st.put_notice_txn(other_device, "$d2", 3_000) == "$d2"
-    assert await st.put_notice_txn(other_txn, "$t2", 5_000) == "$t2"
+    d2 = await send_once(st, room_id, other_device, "d2", 3_000)
+    t2 = await send_once(st, room_id, other_txn, "t2", 5_000)
+    assert len({first, d2, t2}) == 3
+    # without a transaction id every send is a new event
+    plain = [await st.send_event(room_id, SERVER_USER, "m.room.message",
+                                 {"msgtype": "m.text", "body": "plain"}) for _ in range(2)]
+    assert len(set(plain)) == 2
 
     assert await st.purge_notice_txns(1_000) == 0  # strictly older only
     assert await st.purge_notice_txns(3_001) == 2
     assert await st.get_notice_txn(key) is None
     assert await st.get_notice_txn(other_device) is None
-    assert await st.get_notice_txn(other_txn) == "$t2"
+    assert await st.get_notice_txn(other_txn) == t2
     # once purged, the key is free again
-    assert await st.put_notice_txn(key, "$third", 6_000) == "$third"
+    third = await send_once(st, room_id, key, "third", 6_000)
+    assert third != first and await st.get_notice_txn(key) == third
 
 
-async def test_concurrent_put_notice_txn_keeps_one(st: AdminStorage) -> None:
+async def test_concurrent_sends_of_one_txn_send_once(st: AdminStorage) -> None:
+    room_id = await make_room(st)
     key = NoticeTxnKey(f"@admin:{SN}", "DEV", "race")
-    kept = await asyncio.gather(*(st.put_notice_txn(key, f"$e{i}", i) for i in range(6)))
-    assert len(set(kept)) == 1 and kept[0].startswith("$e")
+    kept = await asyncio.gather(*(send_once(st, room_id, key, f"try {i}", i)
+                                  for i in range(6)))
+    assert len(set(kept)) == 1
     assert await st.get_notice_txn(key) == kept[0]
+    assert len(message_bodies(st, room_id)) == 1
+
+
+async def test_a_failed_send_records_no_txn(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "fails")
+    with pytest.raises((ValueError, KeyError)):
+        await st.send_event(room_id, SERVER_USER, "m.room.message",
+                            {"msgtype": "m.text", "body": float("nan")}, txn=key, txn_ts=1)
+    assert await st.get_notice_txn(key) is None
+    with pytest.raises(KeyError):
+        await st.send_event("!missing:x", SERVER_USER, "m.room.message",
+                            {"msgtype": "m.text", "body": "x"}, txn=key, txn_ts=1)
+    assert await st.get_notice_txn(key) is None
+    assert message_bodies(st, room_id) == []
+    assert await send_once(st, room_id, key, "works", 2) == await st.get_notice_txn(key)
 
 
 # -- audit ---------------------------------------------------------------------------------

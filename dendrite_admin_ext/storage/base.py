@@ -316,10 +316,16 @@ class AdminStorage(Protocol):
         event in order.  Return the room ID."""
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         """Send a message (non-state) event with this content, unchanged (extra keys
-        such as ``format`` and ``formatted_body`` kept); return its event ID."""
+        such as ``format`` and ``formatted_body`` kept); return its event ID.
+
+        With ``txn`` (an idempotent PUT), in the same transaction: record ``txn`` →
+        the event ID, at ``txn_ts`` — unless ``txn`` is recorded already (another
+        worker, or a retry whose first answer was lost): then send nothing and return
+        the recorded event ID.  A failure sends and records nothing."""
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
@@ -347,13 +353,10 @@ class AdminStorage(Protocol):
 
     # -- notice transaction ids ----------------------------------------------------------
     # Kept by the host so that a PUT retried on another worker, or after a restart, is
-    # still recognised; the admin API purges records older than 24 hours.
+    # still recognised (recorded by ``send_event(…, txn=…)``, with the event); the
+    # admin API purges records older than 24 hours.
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         """The event ID recorded for this transaction, or None."""
-
-    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
-        """Record the event ID unless one is recorded already (a unique key on
-        (user_id, device_id, txn_id): insert or do nothing); return the one kept."""
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         """Delete the records with ``ts < older_than_ts``; return how many."""

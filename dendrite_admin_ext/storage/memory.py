@@ -316,9 +316,15 @@ class MemoryStorage:
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
-        return self._append(self.rooms[room_id], sender, event_type, content)
+        if txn is not None and txn in self.notice_txns:
+            return self.notice_txns[txn][0]
+        event_id = self._append(self.rooms[room_id], sender, event_type, content)
+        if txn is not None:  # no await in between: recorded with the event
+            self.notice_txns[txn] = (event_id, txn_ts)
+        return event_id
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
@@ -360,9 +366,6 @@ class MemoryStorage:
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         found = self.notice_txns.get(key)
         return found[0] if found else None
-
-    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
-        return self.notice_txns.setdefault(key, (event_id, ts))[0]
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         old = [k for k, (_, ts) in self.notice_txns.items() if ts < older_than_ts]

@@ -514,10 +514,32 @@ class SqlStorage:
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any]
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
-        ids = await self._run(self._append_to_room(
-            room_id, [(sender, event_type, None, content)]), write=True)
+        return await self._run(self._send_event(room_id, sender, event_type, content,
+                                                txn, txn_ts), write=True)
+
+    def _send_event(self, room_id: str, sender: str, event_type: str,
+                    content: Mapping[str, Any], txn: NoticeTxnKey | None,
+                    txn_ts: int) -> Op[str]:
+        if txn is None:
+            ids = yield from self._append_to_room(room_id, [(sender, event_type, None,
+                                                             content)])
+            return ids[0]
+        k = (txn.user_id, txn.device_id, txn.txn_id)
+        # The claim first: a concurrent worker with the same key waits here for this
+        # transaction, then finds the record and sends nothing.
+        res = yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id,"
+                         " event_id, ts) VALUES (%s, %s, %s, '', %s) ON CONFLICT DO NOTHING",
+                         (*k, txn_ts))
+        if res.rowcount != 1:
+            res = yield Stmt("SELECT event_id FROM dendrite_admin_notice_txns"
+                             " WHERE user_id = %s AND device_id = %s AND txn_id = %s", k)
+            return str(res.rows[0][0])
+        ids = yield from self._append_to_room(room_id, [(sender, event_type, None, content)])
+        yield Stmt("UPDATE dendrite_admin_notice_txns SET event_id = %s"
+                   " WHERE user_id = %s AND device_id = %s AND txn_id = %s", (ids[0], *k))
         return ids[0]
 
     def _append_to_room(
@@ -636,19 +658,6 @@ class SqlStorage:
             " WHERE user_id = %s AND device_id = %s AND txn_id = %s",
             (key.user_id, key.device_id, key.txn_id)), write=False)
         return None if row is None else str(row[0])
-
-    async def put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> str:
-        return await self._run(self._put_notice_txn(key, event_id, ts), write=True)
-
-    def _put_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> Op[str]:
-        k = (key.user_id, key.device_id, key.txn_id)
-        # The primary key decides between concurrent workers; the loser reads the winner's.
-        yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id,"
-                   " event_id, ts) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                   (*k, event_id, ts))
-        res = yield Stmt("SELECT event_id FROM dendrite_admin_notice_txns"
-            " WHERE user_id = %s AND device_id = %s AND txn_id = %s", k)
-        return str(res.rows[0][0])
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         return await self._run(self._exec(
