@@ -58,6 +58,11 @@ def get_requester(request: web.Request) -> Requester:
     return request[REQUESTER_KEY]
 
 
+def _raw(token: str) -> bytes:
+    # Bytes that were not UTF-8 may arrive as lone surrogates: keep them comparable.
+    return token.encode("utf-8", "surrogatepass")
+
+
 def extract_access_token(request: web.Request, allow_query: bool) -> str:
     header = request.headers.get("Authorization")
     header_token: str | None = None
@@ -67,17 +72,16 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
             raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
         header_token = value.strip()
     query_token = request.query.get("access_token") if allow_query else None
-    for given in (header_token, query_token):
-        if given and not given.isprintable():
-            # NUL, control characters or bytes that are not UTF-8: no token has them,
-            # and database drivers refuse them outright.
-            raise UnknownToken()
     if (header_token is not None and query_token is not None
-            and not hmac.compare_digest(header_token.encode(), query_token.encode())):
+            and not hmac.compare_digest(_raw(header_token), _raw(query_token))):
         raise MissingToken("Mixing Authorization headers and access_token query parameters.")
     token = header_token or query_token
     if not token:
         raise MissingToken("Missing access token.")
+    if not token.isprintable():
+        # NUL, control characters or bytes that are not UTF-8: no token has them, and
+        # database drivers refuse them outright.
+        raise UnknownToken()
     return token
 
 

@@ -23,7 +23,6 @@ arriving after a restart, is still recognised.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import secrets
 from collections.abc import Mapping
@@ -166,9 +165,12 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
     sender = str(system)
     # With a transaction id, the event and its record are written together: a retry
     # finds either both or neither, whichever worker it reaches.
-    send = functools.partial(storage.send_event, sender=sender,
-                             event_type=notice.event_type, content=notice.content,
-                             txn=txn, txn_ts=ctx.clock() if txn is not None else 0)
+
+    async def send(room_id: str) -> str:
+        # Positional as the protocol documents them (a host may name them otherwise).
+        return await storage.send_event(room_id, sender, notice.event_type, notice.content,
+                                        txn=txn, txn_ts=ctx.clock() if txn else 0)
+
     async with ctx.locks(("server_notice_room", str(notice.user))):
         for _ in range(_CLAIM_ATTEMPTS):
             room_id = await storage.get_server_notice_room(notice.user)

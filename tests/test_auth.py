@@ -107,6 +107,14 @@ async def test_tokens_no_driver_can_take_are_unknown(h: Harness, query: str,
     assert b'"M_UNKNOWN_TOKEN"' in body
 
 
+async def test_a_good_header_and_an_unusable_query_token_are_mixing(h: Harness) -> None:
+    alice = await h.user("alice", admin=True)
+    status, body = await _raw(h, WHOIS + str(alice.user_id) + "?access_token=a%01b",
+                              f"Authorization: Bearer {alice.token}\r\n".encode())
+    assert status == 401
+    assert b'"M_MISSING_TOKEN"' in body
+
+
 async def test_an_unusable_token_does_not_fail_the_requests_read_with_it(h: Harness) -> None:
     """Token lookups made at the same moment share one statement (SQL backends): a
     token the driver refuses must fail only its own request."""

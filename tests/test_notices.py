@@ -447,6 +447,25 @@ async def test_put_whose_answer_was_lost_is_not_sent_twice(
     assert [m["event_id"] for m in messages(rh, await notice_room(rh, alice))] == lost
 
 
+async def test_a_host_naming_the_send_arguments_otherwise_works(
+        rh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The protocol documents send_event's first four arguments by position; a host
+    may name them as it likes."""
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    own = rh.storage.send_event
+
+    async def renamed(room: str, who: str, kind: str, body: Any, *,
+                      txn: Any = None, txn_ts: int = 0) -> str:
+        return await own(room, who, kind, body, txn=txn, txn_ts=txn_ts)
+
+    monkeypatch.setattr(rh.storage, "send_event", renamed)
+    first = await send_ok(rh, admin, alice, txn_id="named")
+    assert await send_ok(rh, admin, alice, txn_id="named") == first
+    await send_ok(rh, admin, alice)
+    assert len(messages(rh, await notice_room(rh, alice))) == 2
+
+
 async def test_put_from_another_device_or_admin_is_a_new_event(rh: Harness) -> None:
     admin = await rh.user("admin", admin=True)
     other_admin = await rh.user("admin2", admin=True)

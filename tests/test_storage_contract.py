@@ -634,6 +634,12 @@ async def test_two_workers_setting_up_one_notices_room_make_one(
             assert len(winners) == 1, made
             assert await first.get_server_notice_room(user) == winners[0]
             assert [r.room_id for r in await first.get_user_rooms(user)] == winners
+            # and the same notice PUT reaching both workers at once is sent once
+            key = NoticeTxnKey(f"@admin:{SN}", "DEV", f"race{attempt}")
+            sent = await asyncio.gather(*(send_once(s, winners[0], key, "once", 1)
+                                          for s in storages))
+            assert sent[0] == sent[1]
+            assert message_bodies(first, winners[0]) == ["once"]
     finally:
         for s in storages:
             await s.close()
@@ -678,6 +684,27 @@ async def test_notice_txns(st: AdminStorage) -> None:
     # once purged, the key is free again
     third = await send_once(st, room_id, key, "third", 6_000)
     assert third != first and await st.get_notice_txn(key) == third
+
+
+async def test_failed_writes_leave_the_room_as_it_was(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    before = room_events(st, room_id)
+    me = str(ALICE)
+    with pytest.raises(ValueError, match="JSON compliant"):
+        await st.apply_memberships(room_id, [
+            MembershipChange(me, me, {"membership": "join"}),
+            MembershipChange(me, me, {"membership": "leave", "reason": float("nan")})])
+    with pytest.raises(ValueError, match="JSON compliant"):
+        await st.send_event(room_id, SERVER_USER, "m.room.message",
+                            {"msgtype": "m.text", "body": float("inf")})
+    assert room_events(st, room_id) == before
+    assert await st.get_membership(room_id, me) is None
+    # and the next event follows on from the last one that was written
+    await st.send_event(room_id, SERVER_USER, "m.room.message",
+                        {"msgtype": "m.text", "body": "next"})
+    after = room_events(st, room_id)
+    assert after[-1]["depth"] == before[-1]["depth"] + 1
+    assert after[-1]["prev_events"] == [before[-1]["event_id"]]
 
 
 async def test_concurrent_sends_of_one_txn_send_once(st: AdminStorage) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import UserInUseError
-from ..events import ROOM_VERSION, build_event, new_room_id
+from ..events import ROOM_VERSION, build_event, canonical_json, new_room_id
 from ..identifiers import UserID
 from .base import (
     Account,
@@ -221,12 +221,14 @@ class MemoryStorage:
     # -- rooms ------------------------------------------------------------------------------
     def _append(self, room: _Room, sender: str, event_type: str,
                 content: Mapping[str, Any], state_key: str | None = None) -> str:
-        room.depth += 1
         event = build_event(
             room_id=room.room_id, sender=sender, event_type=event_type, content=content,
-            origin_server_ts=int(time.time() * 1000), depth=room.depth,
+            origin_server_ts=int(time.time() * 1000), depth=room.depth + 1,
             prev_events=room.latest, state_key=state_key,
         )
+        # Nothing changes until the event is built (a content that cannot be
+        # serialised fails above and leaves the room as it was).
+        room.depth += 1
         event_id: str = event["event_id"]
         self.events.append(event)
         room.latest = [event_id]
@@ -291,6 +293,8 @@ class MemoryStorage:
         self, room_id: str, changes: Sequence[MembershipChange]
     ) -> list[str]:
         room = self.rooms[room_id]
+        for c in changes:  # all or nothing, like the SQL backends' transaction
+            canonical_json(dict(c.content))
         return [self._append(room, c.sender, "m.room.member", c.content, c.target)
                 for c in changes]
 

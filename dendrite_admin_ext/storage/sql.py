@@ -19,7 +19,7 @@ from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import UserInUseError
+from ..errors import StorageUnavailableError, UserInUseError
 from ..events import ROOM_VERSION, build_event, new_room_id
 from ..identifiers import UserID
 from .base import (
@@ -529,14 +529,20 @@ class SqlStorage:
             return ids[0]
         k = (txn.user_id, txn.device_id, txn.txn_id)
         # The claim first: a concurrent worker with the same key waits here for this
-        # transaction, then finds the record and sends nothing.
-        res = yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id,"
-                         " event_id, ts) VALUES (%s, %s, %s, '', %s) ON CONFLICT DO NOTHING",
-                         (*k, txn_ts))
-        if res.rowcount != 1:
+        # transaction, then finds the record and sends nothing.  (Twice: a record that
+        # a purge deletes between the two statements frees the key again.)
+        for _ in range(2):
+            res = yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id,"
+                             " txn_id, event_id, ts) VALUES (%s, %s, %s, '', %s)"
+                             " ON CONFLICT DO NOTHING", (*k, txn_ts))
+            if res.rowcount == 1:
+                break
             res = yield Stmt("SELECT event_id FROM dendrite_admin_notice_txns"
                              " WHERE user_id = %s AND device_id = %s AND txn_id = %s", k)
-            return str(res.rows[0][0])
+            if res.rows:
+                return str(res.rows[0][0])
+        else:
+            raise StorageUnavailableError("the transaction record kept changing")
         ids = yield from self._append_to_room(room_id, [(sender, event_type, None, content)])
         yield Stmt("UPDATE dendrite_admin_notice_txns SET event_id = %s"
                    " WHERE user_id = %s AND device_id = %s AND txn_id = %s", (ids[0], *k))
