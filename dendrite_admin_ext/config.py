@@ -18,6 +18,7 @@ import yaml
 from .validation import Schemas, first_error, load_schemas, missing_keys
 
 __all__ = [
+    "AuditConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",

@@ -15,9 +15,9 @@ Within one process the set-up for one user is serialised (``ctx.locks``).  Acros
 workers, a new room is created, joined, tagged and recorded in one storage transaction
 that first claims the user's record (it must still name the room being replaced): of
 two workers setting up the same user's room at once, one wins and the other uses its
-room, so there is one room and never an unrecorded one.  Idempotent PUTs are remembered in storage,
-keyed by (requesting user, device, txnId), so a retry reaching another worker, or
-arriving after a restart, is still recognised.
+room, so there is one room and never an unrecorded one.  Idempotent PUTs are recorded
+in storage with their event, keyed by (requesting user, device, txnId), so a retry
+reaching another worker, or arriving after a restart, is still recognised.
 """
 
 from __future__ import annotations
@@ -163,11 +163,11 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
     storage = ctx.storage
     system = await ensure_system_user(ctx)
     sender = str(system)
-    # With a transaction id, the event and its record are written together: a retry
-    # finds either both or neither, whichever worker it reaches.
 
     async def send(room_id: str) -> str:
-        # Positional as the protocol documents them (a host may name them otherwise).
+        # With a transaction id, the event and its record are written together: a retry
+        # finds both or neither, whichever worker it reaches.  The first four arguments
+        # go by position, as the protocol documents them (a host may name them otherwise).
         return await storage.send_event(room_id, sender, notice.event_type, notice.content,
                                         txn=txn, txn_ts=ctx.clock() if txn else 0)
 

@@ -316,7 +316,7 @@ class AdminStorage(Protocol):
         event in order.  Return the room ID."""
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
+        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any], /,
         *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         """Send a message (non-state) event with this content, unchanged (extra keys
@@ -325,7 +325,9 @@ class AdminStorage(Protocol):
         With ``txn`` (an idempotent PUT), in the same transaction: record ``txn`` →
         the event ID, at ``txn_ts`` — unless ``txn`` is recorded already (another
         worker, or a retry whose first answer was lost): then send nothing and return
-        the recorded event ID.  A failure sends and records nothing."""
+        the recorded event ID.  A send of the same ``txn`` running at the same time (on
+        another worker) waits for this one and then sends nothing.  A failure sends
+        and records nothing.  The first four arguments are passed by position."""
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]

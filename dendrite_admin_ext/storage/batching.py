@@ -127,13 +127,12 @@ class ReadBatcher(Generic[K, V]):
     def _on_stall(self) -> None:
         self._stall_timer = None
         self._start()
-        if self._stall_timer is None and self._running and self._waiting:
-            # Not started (a timer may fire a hair early, or the limit is reached):
-            # look again when the newest batch is due.
-            newest = max(self._running.values())
-            due = newest + self._stall_after - asyncio.get_running_loop().time()
-            self._arm_stall_timer(max(due, 0.001) if len(self._running) < MAX_STALLED
-                                  else self._stall_after)
+        if self._stall_timer is None and self._waiting and 0 < len(self._running) < MAX_STALLED:
+            # Not started (a timer may fire a hair early): look again when the newest
+            # batch is due.  At the limit, the end of a batch starts the next.
+            due = (max(self._running.values()) + self._stall_after
+                   - asyncio.get_running_loop().time())
+            self._arm_stall_timer(max(due, 0.001))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         del self._running[task]
@@ -166,8 +165,10 @@ class ReadBatcher(Generic[K, V]):
         # More than one batch's worth: the rest go in the next batch (at once, if
         # max_running allows; otherwise when this one ends).
         self._start()
-        if not taken:
-            return
+        if taken:
+            await self._read(taken)
+
+    async def _read(self, taken: Mapping[K, list[asyncio.Future[V]]]) -> None:
         try:
             found = await self._fetch(list(taken))
         except (Exception, asyncio.CancelledError) as exc:
@@ -176,37 +177,19 @@ class ReadBatcher(Generic[K, V]):
                 # Not the storage: perhaps one key the driver cannot take (or one row
                 # it cannot read).  Each key alone, so only its own callers fail.
                 for key, waiters in taken.items():
-                    await self._alone(key, waiters)
+                    await self._read({key: waiters})
                 return
-            self._fail(taken, exc)
+            for waiters in taken.values():
+                for future in waiters:
+                    if not future.done():
+                        future.set_exception(_own_copy(exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        self._deliver(taken, found)
-
-    async def _alone(self, key: K, waiters: list[asyncio.Future[V]]) -> None:
-        try:
-            found = await self._fetch([key])
-        except (Exception, asyncio.CancelledError) as exc:
-            self._fail({key: waiters}, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        self._deliver({key: waiters}, found)
-
-    def _deliver(self, taken: Mapping[K, list[asyncio.Future[V]]],
-                 found: Mapping[K, V]) -> None:
         for key, waiters in taken.items():
             for future in waiters:
                 if not future.done():
                     future.set_result(found[key] if key in found else self._missing())
-
-    @staticmethod
-    def _fail(taken: Mapping[K, list[asyncio.Future[V]]], exc: BaseException) -> None:
-        for waiters in taken.values():
-            for future in waiters:
-                if not future.done():
-                    future.set_exception(_own_copy(exc))
 
 
 def _own_copy(exc: BaseException) -> BaseException:

@@ -350,18 +350,15 @@ class MemoryStorage:
     ) -> str | None:
         if self.notice_rooms.get(str(user)) != replacing:
             return None
-        # No await below: nothing else runs in between, so all of it happens at once,
-        # and a failure part-way is undone here.
-        events = len(self.events)
+        # No await below: nothing else runs in between, so all of it happens at once.
+        # The joins are checked first (as apply_memberships does); _create_room undoes
+        # itself if its initial state fails.
+        for c in joins:
+            canonical_json(dict(c.content))
         room_id = self._create_room(room)
-        try:
-            r = self.rooms[room_id]
-            for c in joins:
-                self._append(r, c.sender, "m.room.member", c.content, c.target)
-        except BaseException:
-            del self.rooms[room_id]
-            del self.events[events:]
-            raise
+        r = self.rooms[room_id]
+        for c in joins:
+            self._append(r, c.sender, "m.room.member", c.content, c.target)
         self._set_room_tag(user, room_id, tag, {})
         self.notice_rooms[str(user)] = room_id
         return room_id

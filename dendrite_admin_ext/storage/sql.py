@@ -110,6 +110,15 @@ def _device_infos(rows: Sequence[tuple[Any, ...]]) -> list[DeviceInfo]:
     return out
 
 
+# A notice transaction's record, by its key.
+_TXN_EVENT = ("SELECT event_id FROM dendrite_admin_notice_txns"
+              " WHERE user_id = %s AND device_id = %s AND txn_id = %s")
+
+
+def _txn_key(key: NoticeTxnKey) -> tuple[str, str, str]:
+    return (key.user_id, key.device_id, key.txn_id)
+
+
 def _server_of(user_id: str) -> str:
     return user_id.split(":", 1)[1] if ":" in user_id else ""
 
@@ -384,10 +393,11 @@ class SqlStorage:
         for user in users:
             by_server.setdefault(user.server_name, []).append(user.localpart)
         rows = await self._run(self._devices_of(by_server), write=False)
-        grouped: dict[UserID, list[tuple[Any, ...]]] = {}
+        grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         for row in rows:
-            grouped.setdefault(UserID(row[0], row[1]), []).append(row[2:])
-        return {user: _device_infos(grouped.get(user, ())) for user in users}
+            grouped.setdefault((row[0], row[1]), []).append(row[2:])
+        return {user: _device_infos(grouped.get((user.localpart, user.server_name), ()))
+                for user in users}
 
     @staticmethod
     def _devices_of(by_server: Mapping[str, Sequence[str]]) -> Op[list[tuple[Any, ...]]]:
@@ -523,30 +533,33 @@ class SqlStorage:
     def _send_event(self, room_id: str, sender: str, event_type: str,
                     content: Mapping[str, Any], txn: NoticeTxnKey | None,
                     txn_ts: int) -> Op[str]:
-        if txn is None:
-            ids = yield from self._append_to_room(room_id, [(sender, event_type, None,
-                                                             content)])
-            return ids[0]
-        k = (txn.user_id, txn.device_id, txn.txn_id)
-        # The claim first: a concurrent worker with the same key waits here for this
-        # transaction, then finds the record and sends nothing.  (Twice: a record that
-        # a purge deletes between the two statements frees the key again.)
+        if txn is not None:
+            recorded = yield from self._claim_notice_txn(txn, txn_ts)
+            if recorded is not None:
+                return recorded
+        ids = yield from self._append_to_room(room_id, [(sender, event_type, None, content)])
+        if txn is not None:
+            yield Stmt("UPDATE dendrite_admin_notice_txns SET event_id = %s"
+                       " WHERE user_id = %s AND device_id = %s AND txn_id = %s",
+                       (ids[0], *_txn_key(txn)))
+        return ids[0]
+
+    @staticmethod
+    def _claim_notice_txn(txn: NoticeTxnKey, ts: int) -> Op[str | None]:
+        """Claim the key for this transaction (None), or the event ID already recorded.
+        A concurrent worker with the same key waits on the claim until this transaction
+        ends, then finds the record.  (Twice: a record that a purge deletes between the
+        two statements frees the key again.)"""
         for _ in range(2):
             res = yield Stmt("INSERT INTO dendrite_admin_notice_txns (user_id, device_id,"
                              " txn_id, event_id, ts) VALUES (%s, %s, %s, '', %s)"
-                             " ON CONFLICT DO NOTHING", (*k, txn_ts))
+                             " ON CONFLICT DO NOTHING", (*_txn_key(txn), ts))
             if res.rowcount == 1:
-                break
-            res = yield Stmt("SELECT event_id FROM dendrite_admin_notice_txns"
-                             " WHERE user_id = %s AND device_id = %s AND txn_id = %s", k)
+                return None
+            res = yield Stmt(_TXN_EVENT, _txn_key(txn))
             if res.rows:
                 return str(res.rows[0][0])
-        else:
-            raise StorageUnavailableError("the transaction record kept changing")
-        ids = yield from self._append_to_room(room_id, [(sender, event_type, None, content)])
-        yield Stmt("UPDATE dendrite_admin_notice_txns SET event_id = %s"
-                   " WHERE user_id = %s AND device_id = %s AND txn_id = %s", (ids[0], *k))
-        return ids[0]
+        raise StorageUnavailableError("the transaction record kept changing")
 
     def _append_to_room(
         self, room_id: str,
@@ -659,10 +672,7 @@ class SqlStorage:
 
     # -- notice transactions ---------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
-        row = await self._run(self._one(
-            "SELECT event_id FROM dendrite_admin_notice_txns"
-            " WHERE user_id = %s AND device_id = %s AND txn_id = %s",
-            (key.user_id, key.device_id, key.txn_id)), write=False)
+        row = await self._run(self._one(_TXN_EVENT, _txn_key(key)), write=False)
         return None if row is None else str(row[0])
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
