@@ -1,4 +1,6 @@
-"""What one storage call costs, against the bare driver running the same statement.
+"""What a token lookup costs through the storage, against the bare driver making one
+statement per lookup.  This measures what coalescing buys (the storage sends the
+lookups waiting together as one statement) as much as the storage's own overhead.
 
     python -m tests.benchmarks.run --only calls [--backends sqlite,postgres]
 

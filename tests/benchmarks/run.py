@@ -1,6 +1,6 @@
 """Benchmarks of the admin API, each figure against a reference measured in the same run.
 
-    python -m tests.benchmarks.run            # full run (~15 min); writes RESULTS.md
+    python -m tests.benchmarks.run            # full run (~18 min); writes RESULTS.md
     python -m tests.benchmarks.run --quick    # shorter rounds and smaller rooms
     python -m tests.benchmarks.run --smoke    # seconds; only checks that it all works
     python -m tests.benchmarks.run --only whois,health --backends memory,sqlite
@@ -25,6 +25,12 @@ Figures (targets from issue 6):
   growth <= 150 MB.
 * nonce flood, 200k GETs per backend: RSS growth <= 50 MB, stored nonces bounded.
 * send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
+* calls: CPU per token lookup through the storage (coalesced, see calls.py) against the
+  one-token statement per call through the bare driver.
+
+RESULTS.md is rewritten only by a full run of every section and backend (a partial run
+prints its table, or writes where ``--results`` says); the commentary below its table
+is kept.
 """
 
 from __future__ import annotations
@@ -605,15 +611,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--results", type=Path,
                         help="write the table here (default: RESULTS.md beside this file, "
-                             "for full runs only)")
+                             "for a full run of every section and backend only)")
     args = parser.parse_args(argv)
     p = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     only = set(args.only.split(","))
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
-    results = args.results or (Path(__file__).with_name("RESULTS.md") if p.name == "full"
-                               else None)
+    complete = (p.name == "full" and only == set(SECTIONS)
+                and set(args.backends.split(",")) == {"memory", "sqlite", "postgres"})
+    results = args.results or (Path(__file__).with_name("RESULTS.md") if complete else None)
     report = Report()
     started = time.perf_counter()
     print(f"benchmarks, {p.name} profile: {', '.join(machine())}", flush=True)

@@ -58,7 +58,8 @@ def whois_token(i: int | str) -> str:
     return f"bench-admin-token-{i}"
 
 
-# A whois answer of the size the admin server gives for the seeded admin.
+# A whois answer of the size the admin server gives for a seeded admin (one device,
+# seen from one address); the ceiling puts the asked-for user ID in it.
 _CEILING_WHOIS = {"user_id": "@bench_admin:bench.example", "devices": {"BENCHDEV": {
     "sessions": [{"connections": [
         {"ip": "127.0.0.1", "last_seen": 1_700_000_000_000, "user_agent": "bench"}]}]}}}
