@@ -237,5 +237,6 @@ async def test_retention_zero_keeps_everything(harness_factory: HarnessFactory) 
     r = await h.client.post(f"/_dendrite/admin/resetPassword/@alice:{SERVER}",
                             json={"password": "sup3r-secret-pw"}, headers=admin.auth)
     assert r.status == 200
+    await wait_for_running(h.ctx, 5)  # a purge, had one started, would be done
     body = await audit_entries(h, admin.token)
     assert "ancient" in [e["request_id"] for e in body["entries"]]

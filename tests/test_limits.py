@@ -4,7 +4,9 @@ bounded nonces."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -158,8 +160,12 @@ async def test_deadline_sweeper_outlives_idle_moments_and_still_cancels() -> Non
     assert first.done()
 
 
-async def test_bcrypt_queue_is_bounded() -> None:
-    hasher = PasswordHasher(cost=4, max_concurrent=1, max_queued=1)
+@contextlib.contextmanager
+def gated_hasher(max_queued: int) -> Iterator[tuple[PasswordHasher, threading.Event,
+                                                     threading.Event]]:
+    """A one-thread hasher whose hashes wait for ``release`` once they have started
+    (``entered``); released and closed on exit."""
+    hasher = PasswordHasher(cost=4, max_concurrent=1, max_queued=max_queued)
     hasher.start()
     release = threading.Event()
     entered = threading.Event()
@@ -172,6 +178,14 @@ async def test_bcrypt_queue_is_bounded() -> None:
 
     hasher.hash_sync = blocking  # type: ignore[method-assign]
     try:
+        yield hasher, entered, release
+    finally:
+        release.set()
+        hasher.close()
+
+
+async def test_bcrypt_queue_is_bounded() -> None:
+    with gated_hasher(max_queued=1) as (hasher, entered, release):
         running = asyncio.create_task(hasher.hash("password-one"))
         queued = asyncio.create_task(hasher.hash("password-two"))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
@@ -186,27 +200,12 @@ async def test_bcrypt_queue_is_bounded() -> None:
                    zip(("password-one", "password-two"), hashes, strict=True))
         assert hasher._in_flight == 0
         assert PasswordHasher.verify_sync("password-four", await hasher.hash("password-four"))
-    finally:
-        release.set()
-        hasher.close()
 
 
 async def test_bcrypt_slot_held_until_a_cancelled_hash_finishes() -> None:
     """A caller that goes away (client disconnect) does not stop bcrypt: its slot stays
     taken until the hash is done, so cancelled requests cannot pile up hashes."""
-    hasher = PasswordHasher(cost=4, max_concurrent=1, max_queued=0)
-    hasher.start()
-    release = threading.Event()
-    entered = threading.Event()
-    real = hasher.hash_sync
-
-    def blocking(password: str) -> str:
-        entered.set()
-        release.wait(10)
-        return real(password)
-
-    hasher.hash_sync = blocking  # type: ignore[method-assign]
-    try:
+    with gated_hasher(max_queued=0) as (hasher, entered, release):
         abandoned = asyncio.create_task(hasher.hash("password-one"))
         await asyncio.get_running_loop().run_in_executor(None, entered.wait, 5)
         abandoned.cancel()
@@ -222,9 +221,6 @@ async def test_bcrypt_slot_held_until_a_cancelled_hash_finishes() -> None:
         assert hasher._in_flight == 0
         assert PasswordHasher.verify_sync("password-three",
                                           await hasher.hash("password-three"))
-    finally:
-        release.set()
-        hasher.close()
 
 
 async def test_nonce_flood_is_bounded(harness_factory: HarnessFactory) -> None:
