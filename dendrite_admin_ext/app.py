@@ -46,6 +46,8 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
         route = sub.router.add_route(spec.method, spec.path, spec.handler)
+        if spec.body_schema is not None:
+            ctx.body_schemas[route] = spec.body_schema
         policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
                                       spec.quiet)
     return sub
@@ -100,11 +102,8 @@ def setup_admin(
         activity=ActivityTracker(storage, config.http.activity_flush_interval),
         clock=clock,
     )
-    from . import __version__  # here: the package __init__ imports this module
-
     routes = enabled_routes(config)
-    openapi = build_openapi(routes, ctx.schemas, version=__version__,
-                            query_token=config.http.access_token_query_param)
+    openapi = build_openapi(config, routes, ctx.schemas)
     rate = config.registration.rate_limit
     limiter = RateLimiter(rate.per_second, rate.burst)
     deadlines = Deadlines(config.http.request_timeout)

@@ -33,15 +33,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_openapi(args: argparse.Namespace) -> int:
-    from . import __version__
     from .openapi import build_openapi
     from .routes import enabled_routes
     from .validation import load_schemas
 
     config = (load_config(args.config) if args.config
               else Config(server_name="example.org"))
-    doc = build_openapi(enabled_routes(config), load_schemas(), version=__version__,
-                        query_token=config.http.access_token_query_param)
+    doc = build_openapi(config, enabled_routes(config), load_schemas())
     print(json.dumps(doc, indent=2))
     return 0
 

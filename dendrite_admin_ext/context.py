@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import weakref
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
 from .config import Config
+from .events import now_ms
 from .passwords import PasswordHasher
 from .storage.base import AdminStorage
-from .validation import Schemas
+from .validation import Schemas, read_json_body
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "get_context", "now_ms"]
 
 
 T = TypeVar("T")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class KeyedLocks:
@@ -55,6 +52,15 @@ class AdminContext:
     # here until it ends (asyncio keeps only weak references to tasks), and waited for
     # at shutdown (rooms.wait_for_running).
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
+    # The body schema of each mounted route that takes a body (RouteSpec.body_schema):
+    # the route table is the one place that names it.
+    body_schemas: dict[AbstractRoute, str] = field(default_factory=dict)
+
+    async def read_body(self, request: web.Request) -> dict[str, Any]:
+        """The request's JSON body: size-checked, parsed, and valid against its route's
+        schema (400/413 Matrix errors otherwise)."""
+        schema = self.schemas[self.body_schemas[request.match_info.route]]
+        return await read_json_body(request, schema, self.config.http.max_body_size)
 
     def detach(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in a task of its own, kept until it ends."""

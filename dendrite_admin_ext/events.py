@@ -13,6 +13,7 @@ import hashlib
 import json
 import secrets
 import string
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,12 +21,27 @@ __all__ = [
     "ROOM_VERSION",
     "build_event",
     "canonical_json",
+    "member_profile",
     "new_room_id",
+    "now_ms",
     "redact",
     "reference_event_id",
 ]
 
 ROOM_VERSION = "10"
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch: every timestamp of the API and its storage."""
+    return int(time.time() * 1000)
+
+
+def member_profile(content: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(displayname, avatar_url) of ``m.room.member`` content; anything not a string
+    (a client may send anything) is None."""
+    name, avatar = content.get("displayname"), content.get("avatar_url")
+    return (name if isinstance(name, str) else None,
+            avatar if isinstance(avatar, str) else None)
 
 # Top-level keys kept by redaction (room versions 1 to 10).
 _KEPT_KEYS = frozenset({

@@ -18,6 +18,7 @@ from aiohttp import web
 from .auth import Access
 
 if TYPE_CHECKING:
+    from .config import Config
     from .routes import RouteSpec
     from .validation import Schemas
 
@@ -116,8 +117,12 @@ def _operation(spec: RouteSpec, query_token: bool) -> dict[str, Any]:
     return op
 
 
-def build_openapi(routes: Iterable[RouteSpec], schemas: Schemas, *, version: str,
-                  query_token: bool = True) -> dict[str, Any]:
+def build_openapi(config: Config, routes: Iterable[RouteSpec], schemas: Schemas
+                  ) -> dict[str, Any]:
+    """The document of the API ``config`` serves (``routes``: its enabled routes)."""
+    from . import __version__  # here: the package __init__ imports this module
+
+    query_token = config.http.access_token_query_param
     paths: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
     for spec in routes:
@@ -143,7 +148,7 @@ def build_openapi(routes: Iterable[RouteSpec], schemas: Schemas, *, version: str
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {
             "title": "dendrite_admin_ext: Dendrite's admin API",
-            "version": version,
+            "version": __version__,
             "description": "Every error body is {\"errcode\": \"M_…\", \"error\": \"…\"}. "
                            "x-access says who may call an operation; x-audit-action "
                            "names its entry in the audit log.",

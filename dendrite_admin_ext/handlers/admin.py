@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..audit import entry_to_json
 from ..context import get_context
-from ..errors import InvalidParam, StorageUnavailableError
+from ..errors import InvalidParam, ServiceUnavailable, StorageUnavailableError
 from ..openapi import OPENAPI_KEY
 from ..responses import json_response
 
@@ -34,10 +34,9 @@ async def health(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_TIMEOUT_S):
             await ctx.storage.ping()
     except (StorageUnavailableError, OSError, TimeoutError):
-        return json_response(
-            {"errcode": "M_UNKNOWN", "error": "Database unreachable",
-             "status": "unavailable", "database": "unreachable"},
-            status=503, headers={"Retry-After": "5"})
+        down = ServiceUnavailable("Database unreachable")
+        down.extra.update(status="unavailable", database="unreachable")
+        return down.response()
     return json_response({"status": "ok", "database": "ok"})
 
 

@@ -10,7 +10,6 @@ from ..errors import InvalidParam
 from ..notices import Notice, parse_notice, send_server_notice, send_server_notice_once
 from ..responses import json_response
 from ..storage.base import NoticeTxnKey
-from ..validation import read_json_body
 
 __all__ = ["send_notice", "send_notice_txn"]
 
@@ -19,8 +18,7 @@ MAX_TXN_ID_LENGTH = 255
 
 async def _read_notice(request: web.Request) -> Notice:
     ctx = get_context(request)
-    body = await read_json_body(request, ctx.schemas["server_notice"],
-                                ctx.config.http.max_body_size)
+    body = await ctx.read_body(request)
     return parse_notice(body, ctx.config.server_name)
 
 

@@ -7,7 +7,6 @@ from aiohttp import web
 from ..context import get_context
 from ..registration import issue_nonce, register_user
 from ..responses import json_response
-from ..validation import read_json_body
 
 __all__ = ["get_nonce", "post_register"]
 
@@ -18,6 +17,6 @@ async def get_nonce(request: web.Request) -> web.Response:
 
 async def post_register(request: web.Request) -> web.Response:
     ctx = get_context(request)
-    body = await read_json_body(request, ctx.schemas["register"], ctx.config.http.max_body_size)
+    body = await ctx.read_body(request)
     result = await register_user(ctx, body)
     return json_response(result.to_json())

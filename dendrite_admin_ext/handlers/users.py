@@ -13,7 +13,6 @@ from ..errors import Forbidden, InvalidParam, NotFound
 from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart, parse_user_id
 from ..passwords import check_password_policy
 from ..responses import json_response
-from ..validation import read_json_body
 
 __all__ = ["reset_password", "whois"]
 
@@ -75,8 +74,7 @@ async def reset_password(request: web.Request) -> web.Response:
     user = parse_localpart_or_user_id(request.match_info["user"], ctx.config.server_name)
     if await ctx.storage.get_account(user) is None:
         raise NotFound("Unknown user")
-    body = await read_json_body(request, ctx.schemas["reset_password"],
-                                ctx.config.http.max_body_size)
+    body = await ctx.read_body(request)
     password = check_password_policy(body.get("password"), ctx.config.passwords)
     logout_devices: bool = body.get("logout_devices", True)
     password_hash = await ctx.hasher.hash(password)

@@ -7,13 +7,19 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 from __future__ import annotations
 
 import bisect
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import UserInUseError
-from ..events import ROOM_VERSION, build_event, canonical_json, new_room_id
+from ..events import (
+    ROOM_VERSION,
+    build_event,
+    canonical_json,
+    member_profile,
+    new_room_id,
+    now_ms,
+)
 from ..identifiers import UserID
 from .base import (
     Account,
@@ -190,7 +196,7 @@ class MemoryStorage:
     # test helpers (not part of the protocol) ------------------------------------------
     def add_device(self, user: UserID, device: NewDevice) -> None:
         self._add_device(self.accounts[(user.localpart, user.server_name)], device,
-                         int(time.time() * 1000))
+                         now_ms())
 
     def set_account_flags(self, user: UserID, **changes: Any) -> None:
         row = self.accounts[(user.localpart, user.server_name)]
@@ -201,7 +207,7 @@ class MemoryStorage:
 
     # -- nonces ---------------------------------------------------------------------------
     async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
-        now = int(time.time() * 1000)
+        now = now_ms()
         # dicts keep insertion order: the first key is the oldest nonce, and with one
         # lifetime for all also the first to expire.  Purging from the front keeps this
         # O(1) per call; scanning every nonce made a full store cost O(max_nonces) per
@@ -223,7 +229,7 @@ class MemoryStorage:
                 content: Mapping[str, Any], state_key: str | None = None) -> str:
         event = build_event(
             room_id=room.room_id, sender=sender, event_type=event_type, content=content,
-            origin_server_ts=int(time.time() * 1000), depth=room.depth + 1,
+            origin_server_ts=now_ms(), depth=room.depth + 1,
             prev_events=room.latest, state_key=state_key,
         )
         # Nothing changes until the event is built (a content that cannot be
@@ -267,9 +273,7 @@ class MemoryStorage:
                 break
             user_id = room.joined[i]
             if user_id.endswith(suffix):
-                content = room.members[user_id][1]
-                out.append(Member(user_id, _opt_str(content.get("displayname")),
-                                  _opt_str(content.get("avatar_url"))))
+                out.append(Member(user_id, *member_profile(room.members[user_id][1])))
         return out
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
@@ -280,8 +284,7 @@ class MemoryStorage:
             m = room.members.get(uid)
             if m is not None and m[0] in ("join", "invite"):
                 out.append(UserRoom(room.room_id, m[0], room.room_id == notice_room,
-                                    _opt_str(m[1].get("displayname")),
-                                    _opt_str(m[1].get("avatar_url"))))
+                                    *member_profile(m[1])))
         return out
 
     async def get_membership(self, room_id: str, user_id: str) -> str | None:
@@ -397,5 +400,3 @@ def _audit_id(entry: AuditEntry) -> int:
     return entry.id or 0
 
 
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

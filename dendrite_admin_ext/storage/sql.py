@@ -13,14 +13,13 @@ statements are built by repeating the placeholder group, never by formatting val
 from __future__ import annotations
 
 import json
-import time
 from abc import abstractmethod
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import StorageUnavailableError, UserInUseError
-from ..events import ROOM_VERSION, build_event, new_room_id
+from ..events import ROOM_VERSION, build_event, member_profile, new_room_id, now_ms
 from ..identifiers import UserID
 from .base import (
     Account,
@@ -74,16 +73,8 @@ CHUNK_ROWS = 500
 NONCE_PURGE_EVERY = 64
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _opt_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _with_keys(sql: str, n: int) -> str:
@@ -228,7 +219,7 @@ class SqlStorage:
                 yield Stmt(statement, reuse=False)
             yield Stmt("INSERT INTO dendrite_admin_schema_version "
                        "(version, description, applied_ts) VALUES (%s, %s, %s)",
-                       (migration.version, migration.description, _now_ms()), reuse=False)
+                       (migration.version, migration.description, now_ms()), reuse=False)
             current = migration.version
         return current
 
@@ -456,7 +447,7 @@ class SqlStorage:
         if new_id % NONCE_PURGE_EVERY == 0:
             yield Stmt("DELETE FROM dendrite_admin_nonces WHERE id IN (SELECT id FROM"
                        " dendrite_admin_nonces WHERE expires_ts <= %s {skip_locked})",
-                       (_now_ms(),))
+                       (now_ms(),))
 
     async def take_nonce(self, nonce: str, now_ts: int) -> bool:
         row = await self._run(self._one(
@@ -515,7 +506,7 @@ class SqlStorage:
         version = room.room_version or ROOM_VERSION
         yield Stmt("INSERT INTO dendrite_admin_rooms (room_id, room_version, creator, depth,"
                    " latest_event_id, created_ts) VALUES (%s, %s, %s, 0, NULL, %s)",
-                   (room_id, version, room.creator, _now_ms()))
+                   (room_id, version, room.creator, now_ms()))
         create = {**room.create_content, "room_version": version}
         yield from self._append_to_room(room_id, [
             (room.creator, "m.room.create", "", create),
@@ -573,7 +564,7 @@ class SqlStorage:
         if not res.rows:
             raise KeyError(room_id)
         depth, latest = int(res.rows[0][0]), res.rows[0][1]
-        now = _now_ms()
+        now = now_ms()
         events: list[tuple[Any, ...]] = []
         state: dict[tuple[str, str], str] = {}
         members: dict[str, tuple[Any, ...]] = {}
@@ -594,8 +585,7 @@ class SqlStorage:
             if event_type == "m.room.member":
                 members[state_key] = (
                     room_id, state_key, _server_of(state_key), str(content.get("membership")),
-                    _opt_str(content.get("displayname")), _opt_str(content.get("avatar_url")),
-                    latest)
+                    *member_profile(content), latest)
         yield from insert_rows(
             "INSERT INTO dendrite_admin_events (event_id, room_id, sender, type, state_key,"
             " content, origin_server_ts, depth, event_json)", 9, events)
