@@ -18,7 +18,7 @@ from .passwords import PasswordHasher
 from .storage.base import AdminStorage
 from .validation import Schemas, read_json_body
 
-__all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "get_context", "now_ms"]
+__all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context", "now_ms"]
 
 
 T = TypeVar("T")
@@ -39,6 +39,30 @@ class KeyedLocks:
         return lock
 
 
+class RecentChecks:
+    """What this process found true in storage a moment ago, so that a hot path need
+    not read it again on every request (the notices user's account and profile, the
+    system user's member event in each notices room).  A check is trusted for
+    ``ttl_ms`` of the context's clock; at most ``max_entries`` are kept (the oldest
+    go first).  Only for facts the admin API itself keeps true: a host changing one
+    behind its back is seen again within ``ttl_ms``."""
+
+    def __init__(self, ttl_ms: int = 60_000, max_entries: int = 10_000) -> None:
+        self.ttl_ms = ttl_ms
+        self.max_entries = max_entries
+        self._checked_at: dict[Hashable, int] = {}
+
+    def fresh(self, key: Hashable, now: int) -> bool:
+        at = self._checked_at.get(key)
+        return at is not None and 0 <= now - at < self.ttl_ms
+
+    def mark(self, key: Hashable, now: int) -> None:
+        self._checked_at.pop(key, None)  # re-inserted last: the dict stays oldest-first
+        if len(self._checked_at) >= self.max_entries:
+            del self._checked_at[next(iter(self._checked_at))]
+        self._checked_at[key] = now
+
+
 @dataclass
 class AdminContext:
     config: Config
@@ -52,6 +76,7 @@ class AdminContext:
     # here until it ends (asyncio keeps only weak references to tasks), and waited for
     # at shutdown (rooms.wait_for_running).
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
+    recent: RecentChecks = field(default_factory=RecentChecks)
     # The body schema of each mounted route that takes a body (RouteSpec.body_schema):
     # the route table is the one place that names it.
     body_schemas: dict[AbstractRoute, str] = field(default_factory=dict)

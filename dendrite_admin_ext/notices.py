@@ -127,10 +127,14 @@ def notice_power_levels(system: str) -> dict[str, Any]:
 
 async def ensure_system_user(ctx: AdminContext) -> UserID:
     """Create the system user if missing (no password, so nobody can log in as it) and
-    bring its profile in line with the config."""
+    bring its profile in line with the config.  Checked in storage at most once per
+    ``ctx.recent.ttl_ms`` (a minute) by each process: only this code changes it."""
     storage = ctx.storage
     system = system_user(ctx)
     want = _wanted_profile(ctx)
+    checked = ("notices_system_user", system, want)
+    if ctx.recent.fresh(checked, ctx.clock()):
+        return system
     if await storage.get_account(system) is None:
         with contextlib.suppress(UserInUseError):  # another worker created it first
             await storage.create_account(NewAccount(
@@ -138,6 +142,7 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
                 display_name=want.display_name, avatar_url=want.avatar_url), None)
     if await storage.get_profile(system) != want:
         await storage.set_profile(system, want)
+    ctx.recent.mark(checked, ctx.clock())
     return system
 
 
@@ -182,6 +187,8 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
                         return await send(room_id)
             new_room = await _create_room(ctx, system, notice.user, replacing=room_id)
             if new_room is not None:
+                # Its system member event was just written with the configured profile.
+                ctx.recent.mark(_member_check(ctx, new_room), ctx.clock())
                 return await send(new_room)
             # Another worker recorded a room for this user meanwhile: look again.
         raise StorageUnavailableError(
@@ -227,15 +234,25 @@ async def _find_local_member(ctx: AdminContext, room_id: str, user_id: str) -> M
         after = page[-1].user_id
 
 
+def _member_check(ctx: AdminContext, room_id: str) -> tuple[str, str, Profile]:
+    """The :class:`RecentChecks` key of "the system user's member event in this room
+    shows the configured profile"."""
+    return ("notices_system_member", room_id, _wanted_profile(ctx))
+
+
 async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID) -> None:
-    """After a config change, show the new display name and avatar in the room too."""
+    """After a config change, show the new display name and avatar in the room too
+    (checked at most once per ``ctx.recent.ttl_ms`` per room and process)."""
     want = _wanted_profile(ctx)
-    member = await _find_local_member(ctx, room_id, str(system))
-    if member is None or (member.display_name, member.avatar_url) == (
-            want.display_name, want.avatar_url):
+    checked = _member_check(ctx, room_id)
+    if ctx.recent.fresh(checked, ctx.clock()):
         return
-    await ctx.storage.apply_memberships(room_id, [MembershipChange(
-        str(system), str(system), _member_content("join", want))])
+    member = await _find_local_member(ctx, room_id, str(system))
+    if member is not None and (member.display_name, member.avatar_url) != (
+            want.display_name, want.avatar_url):
+        await ctx.storage.apply_memberships(room_id, [MembershipChange(
+            str(system), str(system), _member_content("join", want))])
+    ctx.recent.mark(checked, ctx.clock())
 
 
 async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,

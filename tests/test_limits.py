@@ -1,5 +1,5 @@
 """Limits: per-IP rate limit on registration, request timeout, bounded bcrypt queue,
-bounded nonces."""
+bounded nonces, the bounded memo of recent checks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from dendrite_admin_ext.context import RecentChecks
 from dendrite_admin_ext.errors import ServiceUnavailable
 from dendrite_admin_ext.limits import Deadlines, RateLimiter, RequestTimeout
 from dendrite_admin_ext.passwords import PasswordHasher
@@ -265,3 +266,27 @@ async def test_shutdown_waits_for_detached_evacuation(
                 assert await storage.get_membership(room, m) == "leave"
         finally:
             await storage.close()
+
+
+# -- RecentChecks: what the notices path may skip re-reading ------------------------------
+
+def test_recent_checks_trusted_for_ttl_only() -> None:
+    recent = RecentChecks(ttl_ms=60_000)
+    assert not recent.fresh("system user", 1_000)
+    recent.mark("system user", 1_000)
+    assert recent.fresh("system user", 1_000)
+    assert recent.fresh("system user", 60_999)
+    assert not recent.fresh("system user", 61_000)
+    assert not recent.fresh("system user", 999)  # the clock went back: check again
+    assert not recent.fresh("another fact", 1_000)
+    recent.mark("system user", 61_000)
+    assert recent.fresh("system user", 120_000)
+
+
+def test_recent_checks_bounded_oldest_first() -> None:
+    recent = RecentChecks(ttl_ms=60_000, max_entries=3)
+    for key in ("a", "b", "c"):
+        recent.mark(key, 0)
+    recent.mark("a", 1)  # checked again: now the newest
+    recent.mark("d", 2)  # over the bound: "b", the oldest, goes
+    assert [recent.fresh(k, 2) for k in "abcd"] == [True, False, True, True]

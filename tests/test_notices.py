@@ -12,7 +12,7 @@ import pytest
 
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.notices import TXN_LIFETIME_MS, purge_old_txns
-from dendrite_admin_ext.storage.base import MembershipChange, NewDevice
+from dendrite_admin_ext.storage.base import MembershipChange, NewDevice, Profile
 
 from .conftest import (
     REMOTE,
@@ -209,6 +209,40 @@ async def test_system_user_profile_follows_config(
     member = room_state(h2.storage, room_id)[("m.room.member", str(SYSTEM))]
     assert member["content"] == {"membership": "join", "displayname": "Ops Team",
                                  "avatar_url": "mxc://example/ops"}
+
+
+async def test_system_user_rechecked_once_a_minute(rh: Harness) -> None:
+    """The set-up reads a notice repeats (the system user's account and profile, its
+    member event in the room) are trusted for a minute, then checked again: a profile
+    changed behind the API's back is put right on the first notice after that."""
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    now = rh.ctx.clock()
+    rh.ctx.clock = lambda: now
+    await send_ok(rh, admin, alice)
+    room_id = await notice_room(rh, alice)
+    configured = await rh.storage.get_profile(SYSTEM)
+    assert configured is not None and configured.display_name == "Server Alerts"
+
+    def system_member() -> dict[str, Any]:
+        content: dict[str, Any] = room_state(rh.storage, room_id)[
+            ("m.room.member", str(SYSTEM))]["content"]
+        return content
+
+    await rh.storage.set_profile(SYSTEM, Profile("Renamed by the host", None))
+    await rh.storage.apply_memberships(room_id, [MembershipChange(
+        str(SYSTEM), str(SYSTEM), {"membership": "join", "displayname": "Renamed"})])
+    rh.ctx.clock = lambda: now + 59_000
+    await send_ok(rh, admin, alice)
+    assert await rh.storage.get_profile(SYSTEM) == Profile("Renamed by the host", None)
+    assert system_member()["displayname"] == "Renamed"
+
+    rh.ctx.clock = lambda: now + 61_000
+    await send_ok(rh, admin, alice)
+    assert await rh.storage.get_profile(SYSTEM) == configured
+    assert system_member()["displayname"] == "Server Alerts"
+    assert await notice_room(rh, alice) == room_id
+    assert len(messages(rh, room_id)) == 3
 
 
 async def test_custom_local_part_and_room_name(room_harness_factory: HarnessFactory) -> None:
