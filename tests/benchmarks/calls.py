@@ -62,11 +62,13 @@ async def cpu_per_call(call: Call, total: int, concurrency: int = 32) -> float:
 
 async def rounds_of(calls: dict[str, Call], total: int,
                     rounds: int) -> dict[str, list[float]]:
-    """Each call's CPU per call, ``rounds`` times, the calls taking turns."""
+    """Each call's CPU per call, ``rounds`` times, the calls taking turns; each round
+    starts with the next one, so none is always measured first (or last)."""
     out: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
-            out[name].append(await cpu_per_call(call, total))
+    names = list(calls)
+    for i in range(rounds):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            out[name].append(await cpu_per_call(calls[name], total))
     return out
 
 
