@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,3 +40,38 @@ def test_results_file_keeps_its_commentary(tmp_path: Path) -> None:
     assert "whois, memory" in text and "MISSED" in text
     assert text.endswith("## Reading the figures\n\nWritten by hand.\n")
     assert text.count("## Reading the figures") == 1
+
+
+def test_rounds_rotate_which_side_goes_first() -> None:
+    from .benchmarks.run import rotate
+
+    calls: list[str] = []
+
+    def run(name: str) -> Any:
+        def once() -> dict[str, Any]:
+            calls.append(name)
+            return {"name": name, "at": len(calls)}
+        return once
+
+    a, b, c = rotate(3, run("a"), run("b"), run("c"))
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert [r["name"] for r in a + b + c] == ["a"] * 3 + ["b"] * 3 + ["c"] * 3
+    assert [r["at"] for r in a] == [1, 6, 8]
+
+
+async def test_load_generator_reads_chunked_and_sized_answers() -> None:
+    """Synapse streams some answers in chunks: the load generator must read them whole,
+    or the next answer on the connection would be misread."""
+    import asyncio
+
+    from .benchmarks.loadgen import _read_response
+
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n"
+                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n"
+                     b"\r\n{}")
+    reader.feed_eof()
+    assert await _read_response(reader) == (200, False)
+    assert await _read_response(reader) == (404, True)
+    assert reader.at_eof()

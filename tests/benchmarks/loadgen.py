@@ -2,12 +2,13 @@
 GIL) with the server it measures.
 
     python -m tests.benchmarks.loadgen --port P --path /x [--method PUT] [--header 'K: V']
-        [--body JSON] [--concurrency 32] (--duration 3 [--warmup 1] | --count N)
+        [--body JSON] [--tokens FILE] [--concurrency 32] (--duration 3 [--warmup 1] | --count N)
 
 It speaks HTTP/1.1 with keep-alive directly over asyncio streams: a general-purpose client
 costs several times more CPU per request, and on a small machine the load generator
-must not be what limits the figures.  ``{w}`` (worker number) and ``{n}`` (request
-number, unique within the run) are replaced in the path, headers and body.  Prints one
+must not be what limits the figures.  ``{w}`` (worker number), ``{n}`` (request
+number, unique within the run) and ``{t}`` (line ``w`` of the ``--tokens`` file, for
+tokens another server made up) are replaced in the path, headers and body.  Prints one
 JSON object: requests, rps, latency percentiles (ms) and the count of each status.
 """
 
@@ -21,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["main", "percentile"]
 
@@ -40,10 +42,12 @@ class Request:
     path: str
     headers: list[str]
     body: str | None
+    tokens: Sequence[str] = ()
 
     def render(self, w: int, n: int) -> bytes:
         def fill(text: str) -> str:
-            return text.replace("{w}", str(w)).replace("{n}", str(n))
+            text = text.replace("{w}", str(w)).replace("{n}", str(n))
+            return text.replace("{t}", self.tokens[w % len(self.tokens)]) if self.tokens else text
 
         body = fill(self.body).encode() if self.body is not None else b""
         lines = [f"{self.method} {fill(self.path)} HTTP/1.1", f"Host: {self.host}:{self.port}",
@@ -71,7 +75,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
     length: int | None = None
-    close = False
+    close = chunked = False
     for line in lines[1:]:
         name, _, value = line.partition(":")
         name = name.strip().lower()
@@ -80,10 +84,16 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
         elif name == "connection" and value.strip().lower() == "close":
             close = True
         elif name == "transfer-encoding":
-            raise RuntimeError("chunked responses are not supported by this load generator")
-    if length is None:
+            chunked = value.strip().lower() == "chunked"
+    if chunked:  # Synapse streams some answers
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
+            pass
+    elif length is not None:
+        await reader.readexactly(length)
+    else:
         raise RuntimeError(f"response without Content-Length: {lines[0]}")
-    await reader.readexactly(length)
     return status, close
 
 
@@ -155,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--path", required=True)
     parser.add_argument("--header", action="append", default=[])
     parser.add_argument("--body")
+    parser.add_argument("--tokens", help="a file of tokens, one a line, for {t}")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float)
     parser.add_argument("--warmup", type=float, default=0.5)
@@ -162,7 +173,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if (args.duration is None) == (args.count is None):
         parser.error("give exactly one of --duration and --count")
-    req = Request(args.host, args.port, args.method, args.path, args.header, args.body)
+    tokens = Path(args.tokens).read_text().split() if args.tokens else []
+    req = Request(args.host, args.port, args.method, args.path, args.header, args.body,
+                  tokens)
     result = asyncio.run(run(req, args.concurrency, args.duration, args.warmup, args.count))
     print(json.dumps(result))
 

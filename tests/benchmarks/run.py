@@ -4,6 +4,7 @@
     python -m tests.benchmarks.run --quick    # shorter rounds and smaller rooms
     python -m tests.benchmarks.run --smoke    # seconds; only checks that it all works
     python -m tests.benchmarks.run --only whois,health --backends memory,sqlite
+    python -m tests.benchmarks.run --synapse auto   # adds Synapse's figures (PyPI needed)
 
 Run from the repository root.  Every server is a separate process on a loopback port
 (``tests/benchmarks/server.py``: the real standalone app, or the ceiling — a bare aiohttp
@@ -27,6 +28,9 @@ Figures (targets from issue 6):
 * send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
 * calls: CPU per token lookup through the storage (coalesced, see calls.py) against the
   one-token statement per call through the bare driver.
+* with ``--synapse auto`` (or a Python that has matrix-synapse): Synapse serving the same
+  whois and server-notice PUTs on the same kind of database (see synapse.py), against
+  ours and against the ceiling, in the same rotating rounds.
 
 RESULTS.md is rewritten only by a full run of every section and backend (a partial run
 prints its table, or writes where ``--results`` says); the commentary below its table
@@ -57,6 +61,7 @@ from dendrite_admin_ext.storage.base import MembershipChange, NewRoom
 
 from ..standalone import Server, write_config
 from .server import ADMIN, ADMIN_TOKEN, NOTIFIED, WHOIS_ADMINS, whois_admin, whois_token
+from .synapse import SynapseServer, synapse, synapse_python, version_of
 
 __all__ = ["PROFILES", "main"]
 
@@ -156,17 +161,19 @@ def serving(server: Server) -> Iterator[Server]:
             server.stop()
 
 
-def port_of(server: Server) -> int:
+def port_of(server: Server | SynapseServer) -> int:
     return int(server.url.rsplit(":", 1)[1])
 
 
-def loadgen_args(server: Server, path: str, *, method: str = "GET",
+def loadgen_args(server: Server | SynapseServer, path: str, *, method: str = "GET",
                  body: dict[str, Any] | None = None, token: str | None = ADMIN_TOKEN,
                  concurrency: int, duration: float | None = None, warmup: float = 0.0,
-                 count: int | None = None) -> list[str]:
+                 count: int | None = None, tokens: Path | None = None) -> list[str]:
     args = [sys.executable, "-m", "tests.benchmarks.loadgen", "--port", str(port_of(server)),
             "--path", path, "--method", method, "--concurrency", str(concurrency),
             "--warmup", str(warmup)]
+    if tokens is not None:
+        args += ["--tokens", str(tokens)]
     if token is not None:
         args += ["--header", f"Authorization: Bearer {token}"]
     if body is not None:
@@ -289,9 +296,10 @@ class Backends:
             return {"backend": "postgres", "dsn": self.pg_dsn(), "pool_size": 10}
         raise ValueError(name)
 
-    def pg_dsn(self) -> str:
+    def pg_dsn(self, *, empty: bool = False) -> str:
+        """A new database's DSN: with the admin API's tables, or ``empty``."""
         assert self._pg is not None
-        dsn: str = self._pg.dsn_for(self._pg.new_database())
+        dsn: str = self._pg.dsn_for(self._pg.new_database(empty=empty))
         return dsn
 
     def nonce_count(self, database: dict[str, Any], server: Server) -> int:
@@ -320,25 +328,30 @@ NOTICE_BODY = {"user_id": f"@{NOTIFIED}:{SERVER_NAME}",
                "content": {"msgtype": "m.text", "body": "benchmark notice {n}"}}
 
 
+def rotate(rounds: int, *runs: Callable[[], dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Run each ``rounds`` times, round after round, each round starting with the next
+    one (two runs: they swap every round); the results of each, in the order given."""
+    out: list[list[dict[str, Any]]] = [[] for _ in runs]
+    for r in range(rounds):
+        for i in range(len(runs)):
+            k = (r + i) % len(runs)
+            out[k].append(runs[k]())
+    return out
+
+
 def alternate(rounds: int, first: Callable[[], dict[str, Any]],
               second: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]],
                                                              list[dict[str, Any]]]:
     """Run both ``rounds`` times, swapping which goes first every round."""
-    a: list[dict[str, Any]] = []
-    b: list[dict[str, Any]] = []
-    for r in range(rounds):
-        if r % 2 == 0:
-            a.append(first())
-            b.append(second())
-        else:
-            b.append(second())
-            a.append(first())
+    a, b = rotate(rounds, first, second)
     return a, b
 
 
 def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
               reference: list[dict[str, Any]], target: float | None) -> None:
-    ratio = med([m["rps"] / r["rps"] for m, r in zip(measured, reference, strict=True)])
+    # A reference that answered nothing in a round (a very short smoke run) has no ratio.
+    ratio = med([m["rps"] / r["rps"] if r["rps"] else float("nan")
+                 for m, r in zip(measured, reference, strict=True)])
     errors = sum(errors_of(m) for m in measured)
     report.add(Row(
         figure + error_note(measured),
@@ -556,6 +569,50 @@ def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) ->
                            f"{ours / ref:.2f}x", "", None))
 
 
+def bench_synapse(p: Profile, backends: Backends, ceiling: Server, report: Report,
+                  folder: Path, python: str) -> None:
+    """The same requests to Synapse (see synapse.py), on the same kind of database,
+    round by round with ours and the ceiling: how another homeserver's implementation
+    of these endpoints compares, and where it stands against the same ceiling."""
+    version = version_of(python)
+    for name in [n for n in backends.names if n != "memory"]:
+        postgres = None
+        if name == "postgres":
+            from psycopg2.extensions import parse_dsn
+
+            postgres = parse_dsn(backends.pg_dsn(empty=True))
+        with serving(bench_server(folder / f"vs-synapse-{name}",
+                                  database=backends.database(name))) as ours, \
+                synapse(folder / f"synapse-{name}", python, SERVER_NAME, postgres) as hs:
+            # As for ours: connection w asks as admin w about itself.
+            tokens = folder / f"synapse-{name}-tokens"
+            tokens.write_text("\n".join(hs.register(whois_admin(i), admin=True)
+                                         for i in range(p.concurrency)))
+            hs.register(NOTIFIED, admin=False)
+
+            def measure(server: Server | SynapseServer, path: str, method: str = "GET",
+                        body: dict[str, Any] | None = None, concurrency: int = p.concurrency,
+                        *, tokens: Path | None = None) -> Callable[[], dict[str, Any]]:
+                args = loadgen_args(server, path, method=method, body=body,
+                                    token=WHOIS_TOKEN if tokens is None else "{t}",
+                                    tokens=tokens, concurrency=concurrency,
+                                    duration=p.duration, warmup=p.warmup)
+                return lambda: load(args)
+
+            label = f"Synapse {version} on {name}"
+            got, theirs, top = rotate(p.rounds, measure(ours, WHOIS_PATH),
+                                      measure(hs, WHOIS_PATH, tokens=tokens),
+                                      measure(ceiling, WHOIS_PATH))
+            ratio_row(report, f"whois, {name}: ours against {label}", got, theirs, None)
+            ratio_row(report, f"whois, {label} (against the ceiling)", theirs, top, None)
+            path = "/_synapse/admin/v1/send_server_notice/"
+            got, theirs = alternate(
+                p.rounds, measure(ours, path + "ours-{n}", "PUT", NOTICE_BODY, 8),
+                measure(hs, path + "theirs-{n}", "PUT", NOTICE_BODY, 8, tokens=tokens))
+            ratio_row(report, f"server notice, new txnId, {name}: ours against {label}",
+                      got, theirs, None)
+
+
 # -- the run ------------------------------------------------------------------------------
 
 def machine() -> list[str]:
@@ -609,6 +666,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated subset of {','.join(SECTIONS)}")
     parser.add_argument("--backends", default="memory,sqlite,postgres")
+    parser.add_argument("--synapse", metavar="PYTHON",
+                        help="also measure Synapse on the same requests: 'auto' (a cached "
+                             "virtualenv, installed on first use) or a Python that has "
+                             "matrix-synapse (see synapse.py)")
     parser.add_argument("--results", type=Path,
                         help="write the table here (default: RESULTS.md beside this file, "
                              "for a full run of every section and backend only)")
@@ -627,10 +688,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dendrite-admin-bench-") as tmp, \
             Backends(args.backends.split(","), Path(tmp), report) as backends:
         folder = Path(tmp)
-        if only & {"whois", "notices", "nonces"}:
+        if only & {"whois", "notices", "nonces"} or args.synapse:
             ceiling = bench_server(folder / "ceiling", ceiling=True)
             with serving(ceiling):
                 bench_throughput(p, backends, ceiling, report, folder, only)
+                if args.synapse:
+                    bench_synapse(p, backends, ceiling, report, folder,
+                                  synapse_python(args.synapse))
         if "health" in only:
             bench_health(p, backends, report, folder)
         if "evacuate" in only:
