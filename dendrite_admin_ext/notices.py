@@ -128,7 +128,8 @@ def notice_power_levels(system: str) -> dict[str, Any]:
 async def ensure_system_user(ctx: AdminContext) -> UserID:
     """Create the system user if missing (no password, so nobody can log in as it) and
     bring its profile in line with the config.  Checked in storage at most once per
-    ``ctx.recent.ttl_ms`` (a minute) by each process: only this code changes it."""
+    ``ctx.recent.ttl_ms`` (a minute) by each process: a host that changes or removes
+    the account behind the API's back is seen again within a minute."""
     storage = ctx.storage
     system = system_user(ctx)
     want = _wanted_profile(ctx)

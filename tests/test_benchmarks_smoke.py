@@ -75,3 +75,18 @@ async def test_load_generator_reads_chunked_and_sized_answers() -> None:
     assert await _read_response(reader) == (200, False)
     assert await _read_response(reader) == (404, True)
     assert reader.at_eof()
+
+
+def test_new_transaction_ids_are_new_in_every_round() -> None:
+    """Each round is a new load-generator process counting from 0: ``{n}`` must still
+    differ from every earlier round's, or "new txnId" rounds after the first would
+    measure repeats."""
+    from .benchmarks.loadgen import Request
+
+    def txn_ids(req: Request) -> set[bytes]:
+        return {req.render(0, n).split(b" ")[1] for n in range(3)}
+
+    first, second = (Request("127.0.0.1", 1, "PUT", "/send/{n}", [], "{}") for _ in range(2))
+    assert first.per_request
+    assert len(txn_ids(first)) == 3
+    assert not txn_ids(first) & txn_ids(second)

@@ -398,5 +398,3 @@ class MemoryStorage:
 
 def _audit_id(entry: AuditEntry) -> int:
     return entry.id or 0
-
-

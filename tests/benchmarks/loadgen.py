@@ -6,10 +6,12 @@ GIL) with the server it measures.
 
 It speaks HTTP/1.1 with keep-alive directly over asyncio streams: a general-purpose client
 costs several times more CPU per request, and on a small machine the load generator
-must not be what limits the figures.  ``{w}`` (worker number), ``{n}`` (request
-number, unique within the run) and ``{t}`` (line ``w`` of the ``--tokens`` file, for
-tokens another server made up) are replaced in the path, headers and body.  Prints one
-JSON object: requests, rps, latency percentiles (ms) and the count of each status.
+must not be what limits the figures.  ``{w}`` (worker number), ``{n}`` (unique to
+each request, across runs too: this process's random prefix, then the request number,
+so a "new" transaction ID is never one an earlier round sent) and ``{t}`` (line ``w``
+of the ``--tokens`` file, for tokens another server made up) are replaced in the path,
+headers and body.  Prints one JSON object: requests, rps, latency percentiles (ms) and
+the count of each status.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -43,10 +46,11 @@ class Request:
     headers: list[str]
     body: str | None
     tokens: Sequence[str] = ()
+    run_id: str = field(default_factory=lambda: secrets.token_hex(4))
 
     def render(self, w: int, n: int) -> bytes:
         def fill(text: str) -> str:
-            text = text.replace("{w}", str(w)).replace("{n}", str(n))
+            text = text.replace("{w}", str(w)).replace("{n}", f"{self.run_id}-{n}")
             return text.replace("{t}", self.tokens[w % len(self.tokens)]) if self.tokens else text
 
         body = fill(self.body).encode() if self.body is not None else b""

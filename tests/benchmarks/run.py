@@ -349,12 +349,16 @@ def alternate(rounds: int, first: Callable[[], dict[str, Any]],
 
 def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
               reference: list[dict[str, Any]], target: float | None) -> None:
-    # A reference that answered nothing in a round (a very short smoke run) has no ratio.
-    ratio = med([m["rps"] / r["rps"] if r["rps"] else float("nan")
-                 for m, r in zip(measured, reference, strict=True)])
+    # A round whose reference answered nothing (a very short smoke run) has no ratio.
+    ratios = [m["rps"] / r["rps"] for m, r in zip(measured, reference, strict=True)
+              if r["rps"]]
+    ratio = med(ratios) if ratios else float("nan")
     errors = sum(errors_of(m) for m in measured)
+    # A reference's failures are shown too: a server answering errors quickly (Synapse
+    # rate-limiting, say) would otherwise look fast.
+    theirs = error_note(reference).replace(" errors!", " errors in the reference!")
     report.add(Row(
-        figure + error_note(measured),
+        figure + error_note(measured) + theirs,
         f"{med([m['rps'] for m in measured]):.0f} rps, p50 "
         f"{med([m['p50_ms'] for m in measured]):.1f} ms, p99 "
         f"{med([m['p99_ms'] for m in measured]):.1f} ms",
@@ -575,6 +579,9 @@ def bench_synapse(p: Profile, backends: Backends, ceiling: Server, report: Repor
     round by round with ours and the ceiling: how another homeserver's implementation
     of these endpoints compares, and where it stands against the same ceiling."""
     version = version_of(python)
+    if "memory" in backends.names:
+        report.notes.append("Synapse has no in-memory database: compared on SQLite and "
+                            "PostgreSQL only")
     for name in [n for n in backends.names if n != "memory"]:
         postgres = None
         if name == "postgres":

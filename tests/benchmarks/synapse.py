@@ -32,7 +32,7 @@ from dendrite_admin_ext.registration import compute_mac
 
 from ..standalone import free_port
 
-__all__ = ["SYNAPSE_VERSION", "SynapseServer", "synapse_python"]
+__all__ = ["SYNAPSE_VERSION", "SynapseServer", "synapse", "synapse_python", "version_of"]
 
 SYNAPSE_VERSION = "1.163.2"
 SECRET = "bench-synapse-shared-secret"
