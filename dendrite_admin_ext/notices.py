@@ -7,7 +7,9 @@ the user can read but not reply (Synapse's ``users_default: -10``).
 
 * First notice: create the room with the user invited in its initial state, tag it,
   record it, and with ``auto_join`` join the user — all in one storage transaction.
-* Later notices reuse the room; a user who left is invited (or joined) again.
+* Later notices reuse the room; a user who left is invited (or joined) again, and a
+  room made before the config's ``room_name`` or the system user's profile changed is
+  brought in line (checked at most once a minute per room and worker).
 * If the system user is no longer joined (the room was evacuated, or purged by the
   host), or the user was banned from it, a new room replaces it.
 
@@ -188,8 +190,10 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
                         return await send(room_id)
             new_room = await _create_room(ctx, system, notice.user, replacing=room_id)
             if new_room is not None:
-                # Its system member event was just written with the configured profile.
-                ctx.recent.mark(_member_check(ctx, new_room), ctx.clock())
+                # Made just now with the configured name and system user's profile.
+                now = ctx.clock()
+                ctx.recent.mark(_member_check(ctx, new_room), now)
+                ctx.recent.mark(_name_check(ctx, new_room), now)
                 return await send(new_room)
             # Another worker recorded a room for this user meanwhile: look again.
         raise StorageUnavailableError(
@@ -207,6 +211,7 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     if membership == "ban":
         return False
     await _refresh_system_member(ctx, room_id, system)
+    await _refresh_room_name(ctx, room_id, system)
     changes: list[MembershipChange] = []
     profile = await storage.get_profile(target) if membership != "join" else None
     if membership not in ("join", "invite"):
@@ -239,6 +244,26 @@ def _member_check(ctx: AdminContext, room_id: str) -> tuple[str, str, Profile]:
     """The :class:`RecentChecks` key of "the system user's member event in this room
     shows the configured profile"."""
     return ("notices_system_member", room_id, _wanted_profile(ctx))
+
+
+def _name_check(ctx: AdminContext, room_id: str) -> tuple[str, str, str]:
+    """The :class:`RecentChecks` key of "this room is named as the config says"."""
+    return ("notices_room_name", room_id, ctx.config.server_notices.room_name)
+
+
+async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) -> None:
+    """After ``room_name`` changed in the config, rename the rooms made before, as each
+    is reused (as Synapse does); checked at most once per ``ctx.recent.ttl_ms`` per
+    room and process.  An empty ``room_name`` leaves names alone."""
+    name = ctx.config.server_notices.room_name
+    checked = _name_check(ctx, room_id)
+    if not name or ctx.recent.fresh(checked, ctx.clock()):
+        return
+    current = await ctx.storage.get_state_content(room_id, "m.room.name", "")
+    if current is None or current.get("name") != name:
+        await ctx.storage.send_state_event(room_id, str(system), "m.room.name", "",
+                                           {"name": name})
+    ctx.recent.mark(checked, ctx.clock())
 
 
 async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID) -> None:

@@ -14,6 +14,7 @@ is not joined or lacks power, …).
 from __future__ import annotations
 
 import asyncio
+import copy
 import heapq
 import secrets
 import time
@@ -389,6 +390,22 @@ class HostStorage:
         if key is not None:
             self._txns[key] = (event_id, txn_ts)
         return event_id
+
+    async def get_state_content(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> dict[str, Any] | None:
+        await _io()
+        if room_id not in self._logs:
+            return None
+        event = self._state(room_id).get((event_type, state_key))
+        return None if event is None else copy.deepcopy(event["content"])
+
+    async def send_state_event(
+        self, room_id: str, sender: str, event_type: str, state_key: str,
+        content: Mapping[str, Any], /,
+    ) -> str:
+        await _io()
+        return self._append(room_id, sender, event_type, content, state_key)
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]

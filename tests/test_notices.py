@@ -211,6 +211,39 @@ async def test_system_user_profile_follows_config(
                                  "avatar_url": "mxc://example/ops"}
 
 
+async def test_room_renamed_when_the_config_changes(
+        room_harness_factory: HarnessFactory) -> None:
+    """SPEC 4.5: the notices room is named ``room_name``.  A room made before the name
+    changed is renamed as it is reused (as Synapse does), once."""
+    h = await room_harness_factory()
+    admin = await h.user("admin", admin=True)
+    alice = await h.user("alice")
+    await send_ok(h, admin, alice)
+    room_id = await notice_room(h, alice)
+
+    def names() -> list[dict[str, Any]]:
+        return [e for e in room_events(h.storage, room_id) if e["type"] == "m.room.name"]
+
+    assert [e["content"] for e in names()] == [{"name": "Server Alerts"}]
+
+    h2 = await room_harness_factory(server_notices={"room_name": "Ops notices"})
+    await send_ok(h2, admin, alice)
+    assert await notice_room(h2, alice) == room_id
+    assert [(e["content"], e["sender"]) for e in names()] == [
+        ({"name": "Server Alerts"}, str(SYSTEM)), ({"name": "Ops notices"}, str(SYSTEM))]
+    now = h2.ctx.clock()
+    h2.ctx.clock = lambda: now + 120_000  # checked again, and found right: no new event
+    await send_ok(h2, admin, alice)
+    assert len(names()) == 2
+
+    h3 = await room_harness_factory(server_notices={"room_name": ""})
+    await send_ok(h3, admin, alice)  # no name configured: the room keeps its own
+    assert len(names()) == 2
+    assert room_state(h.storage, room_id)[("m.room.name", "")]["content"] == {
+        "name": "Ops notices"}
+    assert len(messages(h, room_id)) == 4
+
+
 async def test_system_user_rechecked_once_a_minute(rh: Harness) -> None:
     """The set-up reads a notice repeats (the system user's account and profile, its
     member event in the room) are trusted for a minute, then checked again: a profile

@@ -562,6 +562,40 @@ async def test_room_tags(st: AdminStorage) -> None:
     assert room_tags(st, BOB, room_id) == {}
 
 
+async def test_state_content_and_state_events(st: AdminStorage) -> None:
+    room_id = await make_room(st)
+    assert await st.get_state_content(f"!unknown:{SN}", "m.room.name", "") is None
+    assert await st.get_state_content(room_id, "m.room.name", "") is None
+    assert await st.get_state_content(room_id, "m.room.join_rules", "") == {
+        "join_rule": "invite"}
+    assert await st.get_state_content(room_id, "m.room.member", SERVER_USER) == {
+        "membership": "join", "displayname": "Srv"}
+
+    first = await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+                                      {"name": "Old", "x": {"kept": [1]}})
+    second = await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+                                       {"name": "New"})
+    assert first != second
+    events = room_events(st, room_id)
+    assert [(e["event_id"], e["type"], e["state_key"]) for e in events[-2:]] == [
+        (first, "m.room.name", ""), (second, "m.room.name", "")]
+    assert events[-1]["prev_events"] == [first]
+    got = await st.get_state_content(room_id, "m.room.name", "")
+    assert got == {"name": "New"}
+    got["name"] = "changed by the caller"  # a copy: the stored state is not touched
+    assert await st.get_state_content(room_id, "m.room.name", "") == {"name": "New"}
+    await st.send_state_event(room_id, SERVER_USER, "m.room.topic", "k", {"topic": "t"})
+    assert await st.get_state_content(room_id, "m.room.topic", "") is None
+    assert await st.get_state_content(room_id, "m.room.topic", "k") == {"topic": "t"}
+
+    # Atomic: content that is not JSON sends nothing and changes nothing.
+    with pytest.raises((TypeError, ValueError)):
+        await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+                                  {"name": float("nan")})
+    assert len(room_events(st, room_id)) == len(events) + 1
+    assert await st.get_state_content(room_id, "m.room.name", "") == {"name": "New"}
+
+
 def notice_room(target: str, **extra: Any) -> NewRoom:
     return NewRoom(creator=SERVER_USER, room_version="10", create_content={},
                    initial_state=(

@@ -329,6 +329,21 @@ class AdminStorage(Protocol):
         another worker) waits for this one and then sends nothing.  A failure sends
         and records nothing.  The first four arguments are passed by position."""
 
+    async def get_state_content(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> dict[str, Any] | None:
+        """The content of the room's current state event of this type and state key
+        (a copy the caller may keep), or None: no such state, or an unknown room."""
+
+    async def send_state_event(
+        self, room_id: str, sender: str, event_type: str, state_key: str,
+        content: Mapping[str, Any], /,
+    ) -> str:
+        """Send a state event with this content and make it the room's current state
+        for (``event_type``, ``state_key``), atomically; return its event ID.  Not for
+        ``m.room.member`` (that is :meth:`apply_memberships`).  The server-notices module
+        uses it to keep a notices room's name in line with the config."""
+
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
     ) -> None:

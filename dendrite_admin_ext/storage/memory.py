@@ -7,6 +7,7 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 from __future__ import annotations
 
 import bisect
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -68,6 +69,7 @@ class _Room:
     depth: int = 0
     latest: list[str] = field(default_factory=list)
     state: dict[tuple[str, str], str] = field(default_factory=dict)
+    state_content: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     # user_id -> (membership, content)
     members: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     # sorted user IDs currently joined, for cheap paging
@@ -240,6 +242,7 @@ class MemoryStorage:
         room.latest = [event_id]
         if state_key is not None:
             room.state[(event_type, state_key)] = event_id
+            room.state_content[(event_type, state_key)] = event["content"]
             if event_type == "m.room.member":
                 self._set_member(room, state_key, dict(content))
         return event_id
@@ -332,6 +335,19 @@ class MemoryStorage:
         if txn is not None:  # no await in between: recorded with the event
             self.notice_txns[txn] = (event_id, txn_ts)
         return event_id
+
+    async def get_state_content(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> dict[str, Any] | None:
+        room = self.rooms.get(room_id)
+        content = None if room is None else room.state_content.get((event_type, state_key))
+        return None if content is None else copy.deepcopy(content)
+
+    async def send_state_event(
+        self, room_id: str, sender: str, event_type: str, state_key: str,
+        content: Mapping[str, Any], /,
+    ) -> str:
+        return self._append(self.rooms[room_id], sender, event_type, content, state_key)
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]

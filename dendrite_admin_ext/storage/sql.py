@@ -626,6 +626,27 @@ class SqlStorage:
         yield Stmt("UPDATE dendrite_admin_account_data SET content = %s WHERE user_id = %s"
                    " AND room_id = %s AND type = %s", (_dumps(data), *key))
 
+    async def get_state_content(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> dict[str, Any] | None:
+        row = await self._run(self._one(
+            "SELECT e.content FROM dendrite_admin_current_state s"
+            " JOIN dendrite_admin_events e ON e.event_id = s.event_id"
+            " WHERE s.room_id = %s AND s.type = %s AND s.state_key = %s",
+            (room_id, event_type, state_key)), write=False)
+        if row is None:
+            return None
+        content: dict[str, Any] = json.loads(row[0])
+        return content
+
+    async def send_state_event(
+        self, room_id: str, sender: str, event_type: str, state_key: str,
+        content: Mapping[str, Any], /,
+    ) -> str:
+        ids = await self._run(self._append_to_room(
+            room_id, [(sender, event_type, state_key, content)]), write=True)
+        return ids[0]
+
     async def get_server_notice_room(self, user: UserID) -> str | None:
         row = await self._run(self._one(
             "SELECT room_id FROM dendrite_admin_server_notice_rooms WHERE user_id = %s",
