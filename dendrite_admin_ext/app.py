@@ -18,7 +18,8 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from .activity import ActivityTracker
 from .audit import AuditRecorder
 from .config import Config
-from .context import CONTEXT_KEY, AdminContext, now_ms
+from .context import CONTEXT_KEY, AdminContext
+from .events import now_ms
 from .limits import Deadlines, RateLimiter
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
@@ -47,7 +48,7 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
     for spec in routes:
         route = sub.router.add_route(spec.method, spec.path, spec.handler)
         if spec.body_schema is not None:
-            ctx.body_schemas[route] = spec.body_schema
+            ctx.body_validators[route] = ctx.schemas[spec.body_schema]
         policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
                                       spec.quiet)
     return sub

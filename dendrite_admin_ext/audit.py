@@ -141,8 +141,9 @@ class AuditRecorder:
             self.ctx.detach(self.purge(entry.ts))
 
     async def purge(self, now: int) -> None:
-        """Delete the entries past retention.  Every worker does so about once an hour
-        (each run is one indexed delete); a failure waits for the next hour too."""
+        """Delete the entries past retention.  A worker does so with the first entry it
+        stores, then at most once an hour (each run is one indexed delete); a failure
+        waits for the next hour too."""
         assert self.retention_ms is not None
         try:
             purged = await self.ctx.storage.purge_audit_entries(now - self.retention_ms)

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
+from jsonschema import Draft202012Validator
 
 from .activity import ActivityTracker
 from .config import Config
@@ -18,7 +19,7 @@ from .passwords import PasswordHasher
 from .storage.base import AdminStorage
 from .validation import Schemas, read_json_body
 
-__all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context", "now_ms"]
+__all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context"]
 
 
 T = TypeVar("T")
@@ -77,15 +78,15 @@ class AdminContext:
     # at shutdown (rooms.wait_for_running).
     detached: set[asyncio.Task[Any]] = field(default_factory=set)
     recent: RecentChecks = field(default_factory=RecentChecks)
-    # The body schema of each mounted route that takes a body (RouteSpec.body_schema):
-    # the route table is the one place that names it.
-    body_schemas: dict[AbstractRoute, str] = field(default_factory=dict)
+    # The body validator of each mounted route that takes a body, from its
+    # RouteSpec.body_schema: the route table is the one place that names the schema.
+    body_validators: dict[AbstractRoute, Draft202012Validator] = field(default_factory=dict)
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request's JSON body: size-checked, parsed, and valid against its route's
         schema (400/413 Matrix errors otherwise)."""
-        schema = self.schemas[self.body_schemas[request.match_info.route]]
-        return await read_json_body(request, schema, self.config.http.max_body_size)
+        return await read_json_body(request, self.body_validators[request.match_info.route],
+                                    self.config.http.max_body_size)
 
     def detach(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """Run ``coro`` in a task of its own, kept until it ends."""

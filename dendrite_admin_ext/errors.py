@@ -156,8 +156,8 @@ class ServiceUnavailable(MatrixError):
     errcode = "M_UNKNOWN"
 
     def __init__(self, message: str = "Storage is unavailable, try again shortly",
-                 retry_after_s: int = 5) -> None:
-        super().__init__(message, headers={"Retry-After": str(retry_after_s)})
+                 retry_after_s: int = 5, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after_s)}, extra=extra)
 
 
 class InternalError(MatrixError):

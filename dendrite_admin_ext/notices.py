@@ -221,9 +221,11 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
         changes.append(MembershipChange(str(target), str(target),
                                         _member_content("join", profile)))
     if changes:
-        await storage.apply_memberships(room_id, changes)
-        # Re-tagging is idempotent: a user invited back gets the room's tag back too.
+        # A user invited back gets the room's tag back too.  Tagged first (idempotent):
+        # if the invite then fails, the next notice finds the user still out and does
+        # both again; the other way round, a failed tag would never be retried.
         await storage.set_room_tag(target, room_id, SERVER_NOTICE_TAG, {})
+        await storage.apply_memberships(room_id, changes)
     return True
 
 
@@ -326,11 +328,15 @@ async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> st
             return existing
         kept = await _send_checked(ctx, notice, key)
     if secrets.randbelow(PURGE_ONE_IN) == 0:
-        try:
-            await purge_old_txns(ctx)
-        except Exception:  # the notice is sent; housekeeping must not fail the request
-            log.warning("could not purge old server-notice transactions", exc_info=True)
+        ctx.detach(_purge_quietly(ctx))  # housekeeping: not on this request's time
     return kept
+
+
+async def _purge_quietly(ctx: AdminContext) -> None:
+    try:
+        await purge_old_txns(ctx)
+    except Exception:  # the notices are sent; a purge that fails waits for the next
+        log.warning("could not purge old server-notice transactions", exc_info=True)
 
 
 async def purge_old_txns(ctx: AdminContext) -> int:

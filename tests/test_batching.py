@@ -34,6 +34,18 @@ class Source:
         return snapshot
 
 
+async def held_read(src: Source, key: str, max_running: int = 1) -> tuple[
+        ReadBatcher[str, int | None], asyncio.Task[int | None], asyncio.Event]:
+    """A batcher whose first read (of ``key``) is in flight, held open until the
+    returned gate (``src.gate``) is set."""
+    gate = src.gate = asyncio.Event()
+    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None,
+                                                        max_running=max_running)
+    task = asyncio.create_task(batcher.get(key))
+    await src.started.wait()
+    return batcher, task, gate
+
+
 def test_padded_rounds_up_to_a_fixed_size() -> None:
     assert padded(["a"]) == ["a"]
     assert padded(["a", "b", "c"]) == ["a", "b", "c", "c"]
@@ -70,15 +82,13 @@ async def test_a_read_asked_during_a_batch_waits_for_the_next_one() -> None:
     """The freshness rule: a caller is never answered by a read sent before it asked,
     even for the same key (an admin demoted meanwhile must lose access)."""
     src = Source({"tok": 1})
-    src.gate = asyncio.Event()
-    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None)
-    early = asyncio.create_task(batcher.get("tok"))
-    await src.started.wait()
+    batcher, early, gate = await held_read(src, "tok")
     src.rows["tok"] = 2  # changed while the first read is in flight
     late = [asyncio.create_task(batcher.get(k)) for k in ("tok", "other")]
-    await asyncio.sleep(0)
+    for _ in range(3):  # as many turns as a second batch would need to start
+        await asyncio.sleep(0)
     assert src.batches == [["tok"]]  # at most one batch in flight by default
-    src.gate.set()
+    gate.set()
     assert await early == 1
     assert await asyncio.gather(*late) == [2, None]
     assert src.batches == [["tok"], ["tok", "other"]]
@@ -94,16 +104,12 @@ async def test_more_keys_than_a_batch_holds_are_split() -> None:
 
 async def test_max_running_lets_batches_overlap() -> None:
     src = Source({"a": 1, "b": 2})
-    src.gate = asyncio.Event()
-    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None,
-                                                        max_running=2)
-    first = asyncio.create_task(batcher.get("a"))
-    await src.started.wait()
+    batcher, first, gate = await held_read(src, "a", max_running=2)
     second = asyncio.create_task(batcher.get("b"))
     for _ in range(3):
         await asyncio.sleep(0)
     assert src.batches == [["a"], ["b"]]  # the second did not wait for the first
-    src.gate.set()
+    gate.set()
     assert (await first, await second) == (1, 2)
 
 
@@ -156,10 +162,7 @@ async def test_a_failed_batch_fails_each_caller_with_its_own_error(
 
 async def test_a_batch_cancelled_with_the_loop_fails_its_waiters() -> None:
     src = Source({"a": 1, "b": 2})
-    src.gate = asyncio.Event()
-    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None)
-    first = asyncio.create_task(batcher.get("a"))
-    await src.started.wait()
+    batcher, first, _ = await held_read(src, "a")
     second = asyncio.create_task(batcher.get("b"))  # waits for the next batch
     await asyncio.sleep(0)
     for task in list(batcher._running):
@@ -173,8 +176,10 @@ async def test_a_batch_cancelled_with_the_loop_fails_its_waiters() -> None:
 
 async def test_a_key_the_driver_refuses_fails_only_its_own_callers() -> None:
     src = Source({"a": 1, "b": 2})
+    tried: list[list[str]] = []
 
     async def fetch(keys: Sequence[str]) -> dict[str, int]:
+        tried.append(list(keys))
         if "poison" in keys:
             raise ValueError("the driver cannot take this key")
         return await src.fetch(keys)
@@ -185,6 +190,7 @@ async def test_a_key_the_driver_refuses_fails_only_its_own_callers() -> None:
     assert results[0] == 1 and results[2] == 2
     assert all(isinstance(r, BatchedReadError) for r in (results[1], results[3]))
     # One try together, then each key alone.
+    assert tried == [["a", "poison", "b"], ["a"], ["poison"], ["b"]]
     assert src.batches == [["a"], ["b"]]
 
 
@@ -250,17 +256,14 @@ async def test_stalled_batches_are_bounded() -> None:
 
 async def test_drain_waits_for_reads_in_flight_and_only_those() -> None:
     src = Source({"a": 1, "b": 2})
-    src.gate = asyncio.Event()
-    batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None)
-    first = asyncio.create_task(batcher.get("a"))
-    await src.started.wait()
+    batcher, first, gate = await held_read(src, "a")
     drained = asyncio.create_task(batcher.drain())
     await asyncio.sleep(0.01)
     assert not drained.done()  # the read in flight is waited for
     later = asyncio.create_task(batcher.get("b"))  # asked after drain began
     await asyncio.sleep(0)
-    released, src.gate = src.gate, asyncio.Event()  # the next batch will hang
-    released.set()
+    src.gate = asyncio.Event()  # the next batch will hang
+    gate.set()
     await asyncio.wait_for(drained, 1.0)
     assert first.result() == 1
     assert not later.done()

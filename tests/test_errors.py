@@ -29,10 +29,13 @@ async def admin_h(h: Harness) -> tuple[Harness, dict[str, str]]:
     (b'{"password": Infinity}', "M_NOT_JSON"),
     (b'{"password": "\xff\xfe"}', "M_NOT_JSON"),
     # Valid to json.loads, but deeper than its recursion limit, a lone surrogate
-    # nothing can hash or store, an integer beyond 64 bits: 400, never 500.
+    # nothing can hash or store, an integer beyond 64 bits, a number that overflows to
+    # infinity: 400, never 500.
     (b'{"password": ' + b"[" * 1100 + b"]" * 1100 + b"}", "M_NOT_JSON"),
     (b'{"password": "long enough \\ud800"}', "M_NOT_JSON"),
     (b'{"password": "long enough", "n": 123456789012345678901234}', "M_NOT_JSON"),
+    (b'{"password": "long enough", "n": 1e400}', "M_NOT_JSON"),
+    (b'{"password": "long enough", "n": [-1.5E+999]}', "M_NOT_JSON"),
     (b"[]", "M_BAD_JSON"),
     (b'"password"', "M_BAD_JSON"),
     (b"{}", "M_MISSING_PARAM"),

@@ -10,9 +10,14 @@ from urllib.parse import quote
 
 import pytest
 
+from dendrite_admin_ext import notices
+from dendrite_admin_ext.errors import StorageUnavailableError
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.notices import TXN_LIFETIME_MS, purge_old_txns
+from dendrite_admin_ext.rooms import wait_for_running
 from dendrite_admin_ext.storage.base import MembershipChange, NewDevice, Profile
+from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.validation import Schemas
 
 from .conftest import (
     REMOTE,
@@ -20,6 +25,8 @@ from .conftest import (
     Harness,
     HarnessFactory,
     User,
+    make_config,
+    make_host_app,
     room_events,
     room_state,
     room_tags,
@@ -244,6 +251,34 @@ async def test_room_renamed_when_the_config_changes(
     assert len(messages(h, room_id)) == 4
 
 
+async def test_a_failed_re_tag_is_retried_by_the_next_notice(
+        aiohttp_client: Any, schemas: Schemas, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user invited back gets the tag back; if that write fails, the next notice
+    writes it (the invite is only sent after the tag, so the user is still out)."""
+    storage = MemoryStorage()
+    app, ctx = make_host_app(make_config(schemas), storage, schemas)
+    h = Harness(await aiohttp_client(app), ctx, storage)
+    admin = await h.user("admin", admin=True)
+    alice = await h.user("alice")
+    await send_ok(h, admin, alice)
+    room_id = await notice_room(h, alice)
+    await leave(h, room_id, str(alice.user_id))
+    del storage.account_data[(str(alice.user_id), room_id, "m.tag")]  # the user untagged it
+
+    async def tag_fails(*args: Any) -> None:
+        raise StorageUnavailableError("database gone")
+
+    monkeypatch.setattr(storage, "set_room_tag", tag_fails)
+    status, body = await send(h, admin, {"user_id": str(alice.user_id), "content": TEXT})
+    assert (status, body["errcode"]) == (503, "M_UNKNOWN")
+    assert await storage.get_membership(room_id, str(alice.user_id)) == "leave"
+
+    monkeypatch.undo()
+    await send_ok(h, admin, alice)
+    assert await storage.get_membership(room_id, str(alice.user_id)) == "invite"
+    assert room_tags(storage, alice.user_id, room_id) == {"m.server_notice": {}}
+
+
 async def test_system_user_rechecked_once_a_minute(rh: Harness) -> None:
     """The set-up reads a notice repeats (the system user's account and profile, its
     member event in the room) are trusted for a minute, then checked again: a profile
@@ -388,7 +423,7 @@ async def test_a_room_that_keeps_changing_is_a_503(
     assert resp.status == 503
     assert (await resp.json())["errcode"] == "M_UNKNOWN"
     assert "Retry-After" in resp.headers
-    assert calls == 3
+    assert calls == notices._CLAIM_ATTEMPTS
     assert await rh.storage.get_user_rooms(alice.user_id) == []
 
 
@@ -601,6 +636,38 @@ async def test_old_transactions_are_purged(rh: Harness) -> None:
     rh.ctx.clock = lambda: now + TXN_LIFETIME_MS + 60_000
     assert await purge_old_txns(rh.ctx) == 1
     assert await send_ok(rh, admin, alice, txn_id="t") != first
+
+
+async def test_a_put_does_not_wait_for_the_purge_it_starts(
+        rh: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Now and then a PUT starts the purge of old records; it runs beside the request
+    (held here until released), and still purges."""
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    first = await send_ok(rh, admin, alice, txn_id="old")
+    now = rh.ctx.clock()
+    rh.ctx.clock = lambda: now + TXN_LIFETIME_MS + 60_000
+    started, release = asyncio.Event(), asyncio.Event()
+    purged: list[int] = []
+    purge = rh.storage.purge_notice_txns
+
+    async def held_purge(older_than_ts: int) -> int:
+        started.set()
+        await release.wait()
+        purged.append(await purge(older_than_ts))
+        return purged[-1]
+
+    monkeypatch.setattr(rh.storage, "purge_notice_txns", held_purge)
+    monkeypatch.setattr(notices, "PURGE_ONE_IN", 1)  # this PUT starts one
+    try:
+        await asyncio.wait_for(send_ok(rh, admin, alice, txn_id="new"), 5)
+        await asyncio.wait_for(started.wait(), 5)
+        assert purged == []  # answered while its purge is still held
+    finally:
+        release.set()
+    await wait_for_running(rh.ctx, 5)
+    assert purged == [1]
+    assert await send_ok(rh, admin, alice, txn_id="old") != first  # its record is gone
 
 
 async def test_long_txn_id_is_rejected(rh: Harness) -> None:

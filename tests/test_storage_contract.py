@@ -538,7 +538,7 @@ async def test_get_user_rooms(st: AdminStorage) -> None:
     await st.apply_memberships(r_left, [MembershipChange(me, me, {"membership": "join"}),
                                         MembershipChange(me, me, {"membership": "leave"})])
     r_notice = await st.create_server_notice_room(
-        ALICE, notice_room(me), replacing=None, tag="m.server_notice")
+        ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice")
     assert r_notice is not None
     rooms = {r.room_id: r for r in await st.get_user_rooms(ALICE)}
     assert set(rooms) == {r_joined, r_invited, r_notice}
@@ -589,18 +589,18 @@ async def test_state_content_and_state_events(st: AdminStorage) -> None:
     assert await st.get_state_content(room_id, "m.room.topic", "k") == {"topic": "t"}
 
     # Atomic: content that is not JSON sends nothing and changes nothing.
-    with pytest.raises((TypeError, ValueError)):
+    with pytest.raises(ValueError, match="JSON compliant"):
         await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
                                   {"name": float("nan")})
     assert len(room_events(st, room_id)) == len(events) + 1
     assert await st.get_state_content(room_id, "m.room.name", "") == {"name": "New"}
 
 
-def notice_room(target: str, **extra: Any) -> NewRoom:
+def notice_room_spec(target: str) -> NewRoom:
     return NewRoom(creator=SERVER_USER, room_version="10", create_content={},
                    initial_state=(
                        ("m.room.member", SERVER_USER, {"membership": "join"}),
-                       ("m.room.member", target, {"membership": "invite", **extra}),
+                       ("m.room.member", target, {"membership": "invite"}),
                    ))
 
 
@@ -608,7 +608,7 @@ async def test_create_server_notice_room(st: AdminStorage) -> None:
     me = str(ALICE)
     assert await st.get_server_notice_room(ALICE) is None
     first = await st.create_server_notice_room(
-        ALICE, notice_room(me), replacing=None, tag="m.server_notice",
+        ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice",
         joins=[MembershipChange(me, me, {"membership": "join", "displayname": "Al"})])
     assert first is not None
     assert await st.get_server_notice_room(ALICE) == first
@@ -624,15 +624,15 @@ async def test_create_server_notice_room(st: AdminStorage) -> None:
     # The record no longer names what the caller thought: nothing is created.
     for stale in (None, "!other:x"):
         assert await st.create_server_notice_room(
-            ALICE, notice_room(me), replacing=stale, tag="m.server_notice") is None
+            ALICE, notice_room_spec(me), replacing=stale, tag="m.server_notice") is None
     assert [r.room_id for r in await st.get_user_rooms(ALICE)] == [first]
     assert await st.get_server_notice_room(ALICE) == first
 
     # Replacing the recorded room; another user's record is left alone.
     bob = await st.create_server_notice_room(
-        BOB, notice_room(str(BOB)), replacing=None, tag="m.server_notice")
+        BOB, notice_room_spec(str(BOB)), replacing=None, tag="m.server_notice")
     second = await st.create_server_notice_room(
-        ALICE, notice_room(me), replacing=first, tag="m.server_notice")
+        ALICE, notice_room_spec(me), replacing=first, tag="m.server_notice")
     assert second is not None and second not in (first, bob)
     assert await st.get_server_notice_room(ALICE) == second
     assert await st.get_server_notice_room(BOB) == bob
@@ -647,13 +647,13 @@ async def test_create_server_notice_room_failing_part_way_leaves_nothing(
     unserialisable = {"membership": "join", "bad": float("nan")}  # fails at the last event
     with pytest.raises(ValueError):  # noqa: PT011 - whatever the backend's JSON encoder says
         await st.create_server_notice_room(
-            ALICE, notice_room(me), replacing=None, tag="m.server_notice",
+            ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice",
             joins=[MembershipChange(me, me, unserialisable)])
     assert await st.get_server_notice_room(ALICE) is None
     assert await st.get_user_rooms(ALICE) == []
     # and the next attempt works
     assert await st.create_server_notice_room(
-        ALICE, notice_room(me), replacing=None, tag="m.server_notice") is not None
+        ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice") is not None
 
 
 @pytest.mark.parametrize("kind", [b for b in BACKENDS if b != "memory"])
@@ -667,7 +667,7 @@ async def test_two_workers_setting_up_one_notices_room_make_one(
         for attempt in range(5):
             user = UserID(f"racer{attempt}", SN)
             made = await asyncio.gather(*(
-                s.create_server_notice_room(user, notice_room(str(user)), replacing=None,
+                s.create_server_notice_room(user, notice_room_spec(str(user)), replacing=None,
                                             tag="m.server_notice") for s in storages))
             winners = [m for m in made if m is not None]
             assert len(winners) == 1, made
@@ -759,7 +759,7 @@ async def test_concurrent_sends_of_one_txn_send_once(st: AdminStorage) -> None:
 async def test_a_failed_send_records_no_txn(st: AdminStorage) -> None:
     room_id = await make_room(st)
     key = NoticeTxnKey(f"@admin:{SN}", "DEV", "fails")
-    with pytest.raises((ValueError, KeyError)):
+    with pytest.raises(ValueError, match="JSON compliant"):
         await st.send_event(room_id, SERVER_USER, "m.room.message",
                             {"msgtype": "m.text", "body": float("nan")}, txn=key, txn_ts=1)
     assert await st.get_notice_txn(key) is None

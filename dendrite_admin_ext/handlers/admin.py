@@ -34,9 +34,8 @@ async def health(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_TIMEOUT_S):
             await ctx.storage.ping()
     except (StorageUnavailableError, OSError, TimeoutError):
-        down = ServiceUnavailable("Database unreachable")
-        down.extra.update(status="unavailable", database="unreachable")
-        return down.response()
+        return ServiceUnavailable("Database unreachable", extra={
+            "status": "unavailable", "database": "unreachable"}).response()
     return json_response({"status": "ok", "database": "ok"})
 
 

@@ -275,12 +275,13 @@ class AdminStorage(Protocol):
     # ``create_room`` or answered True by ``room_exists``; user IDs are well-formed;
     # each event it is asked to send is allowed by the room's auth rules in the
     # current state — self-leaves of joined or invited users, the notices user's
-    # invites and profile updates, joins of invited users, messages from joined users
-    # with the power to send them.  Within one process the admin API serialises the
-    # changes to one room and the notice-room set-up for one user; it does not lock
-    # across workers, so two workers racing may ask for a leave of someone who has
-    # just left.  A host that enforces auth rules may refuse it by raising (the
-    # request fails; a re-run finishes the job); one that does not may store it.
+    # invites, profile updates and room-name changes, joins of invited users, messages
+    # from joined users with the power to send them.  Within one process the admin API
+    # serialises the changes to one room and the notice-room set-up for one user; it
+    # does not lock across workers, so two workers racing may ask for a leave of
+    # someone who has just left.  A host that enforces auth rules may refuse it by
+    # raising (the request fails; a re-run finishes the job); one that does not may
+    # store it.
     async def room_exists(self, room_id: str) -> bool:
         """True if the server knows the room (it has its create event)."""
 

@@ -299,8 +299,10 @@ class MemoryStorage:
         self, room_id: str, changes: Sequence[MembershipChange]
     ) -> list[str]:
         room = self.rooms[room_id]
-        for c in changes:  # all or nothing, like the SQL backends' transaction
-            canonical_json(dict(c.content))
+        _check_storable(changes)  # all or nothing, like the SQL backends' transaction
+        return self._append_members(room, changes)
+
+    def _append_members(self, room: _Room, changes: Sequence[MembershipChange]) -> list[str]:
         return [self._append(room, c.sender, "m.room.member", c.content, c.target)
                 for c in changes]
 
@@ -372,12 +374,9 @@ class MemoryStorage:
         # No await below: nothing else runs in between, so all of it happens at once.
         # The joins are checked first (as apply_memberships does); _create_room undoes
         # itself if its initial state fails.
-        for c in joins:
-            canonical_json(dict(c.content))
+        _check_storable(joins)
         room_id = self._create_room(room)
-        r = self.rooms[room_id]
-        for c in joins:
-            self._append(r, c.sender, "m.room.member", c.content, c.target)
+        self._append_members(self.rooms[room_id], joins)
         self._set_room_tag(user, room_id, tag, {})
         self.notice_rooms[str(user)] = room_id
         return room_id
@@ -414,3 +413,9 @@ class MemoryStorage:
 
 def _audit_id(entry: AuditEntry) -> int:
     return entry.id or 0
+
+
+def _check_storable(changes: Sequence[MembershipChange]) -> None:
+    """Raise, before anything is written, if any change's content is not JSON."""
+    for c in changes:
+        canonical_json(dict(c.content))
