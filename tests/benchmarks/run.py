@@ -1,10 +1,10 @@
 """Benchmarks of the admin API, each figure against a reference measured in the same run.
 
-    python -m tests.benchmarks.run            # full run (~18 min); writes RESULTS.md
+    python -m tests.benchmarks.run            # full run (15-20 min)
+    python -m tests.benchmarks.run --synapse auto   # the same with Synapse; writes RESULTS.md
     python -m tests.benchmarks.run --quick    # shorter rounds and smaller rooms
     python -m tests.benchmarks.run --smoke    # seconds; only checks that it all works
     python -m tests.benchmarks.run --only whois,health --backends memory,sqlite
-    python -m tests.benchmarks.run --synapse auto   # adds Synapse's figures (PyPI needed)
 
 Run from the repository root.  Every server is a separate process on a loopback port
 (``tests/benchmarks/server.py``: the real standalone app, or the ceiling — a bare aiohttp
@@ -28,13 +28,14 @@ Figures (targets from issue 6):
 * send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
 * calls: CPU per token lookup through the storage (coalesced, see calls.py) against the
   one-token statement per call through the bare driver.
-* with ``--synapse auto`` (or a Python that has matrix-synapse): Synapse serving the same
-  whois and server-notice PUTs on the same kind of database (see synapse.py), against
-  ours and against the ceiling, in the same rotating rounds.
+* with ``--synapse auto`` (a cached virtualenv, installed from PyPI on first use) or
+  ``--synapse PYTHON`` (one that has matrix-synapse): Synapse serving the same whois and
+  server-notice PUTs on the same kind of database (see synapse.py) in the same rotating
+  rounds — whois against ours and against the ceiling, notices against ours.
 
-RESULTS.md is rewritten only by a full run of every section and backend (a partial run
-prints its table, or writes where ``--results`` says); the commentary below its table
-is kept.
+RESULTS.md is rewritten only by a full run of every section and backend with
+``--synapse`` (any other run prints its table, or writes where ``--results`` says); the
+commentary below its table is kept, and is written for the run recorded there.
 """
 
 from __future__ import annotations
@@ -146,9 +147,7 @@ def bench_server(folder: Path, *, ceiling: bool = False, floor: bool = False,
     config = write_config(folder, **raw)
     flags = [*(["--ceiling"] if ceiling else []), *(["--floor"] if floor else []),
              *(["--hash-on-loop"] if hash_on_loop else [])]
-    server = Server(config, command=[sys.executable, "-m", "tests.benchmarks.server", *flags])
-    os.environ.update(_env())  # Server passes os.environ on to the child
-    return server
+    return Server(config, command=[sys.executable, "-m", "tests.benchmarks.server", *flags])
 
 
 @contextlib.contextmanager
@@ -195,8 +194,9 @@ def errors_of(result: dict[str, Any]) -> int:
     return sum(n for status, n in result["statuses"].items() if not status.startswith("2"))
 
 
-def error_note(results: Sequence[dict[str, Any]]) -> str:
-    """`` (N errors: 503 x N)`` when any request was not answered 2xx, else ``""``."""
+def error_note(results: Sequence[dict[str, Any]], whose: str = "") -> str:
+    """`` (N errors!: 503 xN)`` when any request was not answered 2xx, else ``""``;
+    ``whose`` is put after "errors" (" in the reference")."""
     bad: dict[str, int] = {}
     for result in results:
         for status, n in result["statuses"].items():
@@ -204,7 +204,7 @@ def error_note(results: Sequence[dict[str, Any]]) -> str:
                 bad[status] = bad.get(status, 0) + n
     if not bad:
         return ""
-    return f" ({sum(bad.values())} errors!: " + ", ".join(
+    return f" ({sum(bad.values())} errors{whose}!: " + ", ".join(
         f"{status} x{n}" for status, n in sorted(bad.items())) + ")"
 
 
@@ -339,12 +339,17 @@ def rotate(rounds: int, *runs: Callable[[], dict[str, Any]]) -> list[list[dict[s
     return out
 
 
-def alternate(rounds: int, first: Callable[[], dict[str, Any]],
-              second: Callable[[], dict[str, Any]]) -> tuple[list[dict[str, Any]],
-                                                             list[dict[str, Any]]]:
-    """Run both ``rounds`` times, swapping which goes first every round."""
-    a, b = rotate(rounds, first, second)
-    return a, b
+def measure(p: Profile, server: Server | SynapseServer, path: str, method: str = "GET",
+            body: dict[str, Any] | None = None, concurrency: int | None = None, *,
+            token: str = WHOIS_TOKEN, tokens: Path | None = None,
+            ) -> Callable[[], dict[str, Any]]:
+    """One load run of the profile's length against ``server``, to be called per round.
+    ``tokens``: a file of tokens the server made (Synapse), one per connection."""
+    args = loadgen_args(server, path, method=method, body=body,
+                        token="{t}" if tokens is not None else token, tokens=tokens,
+                        concurrency=concurrency or p.concurrency, duration=p.duration,
+                        warmup=p.warmup)
+    return lambda: load(args)
 
 
 def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
@@ -356,9 +361,8 @@ def ratio_row(report: Report, figure: str, measured: list[dict[str, Any]],
     errors = sum(errors_of(m) for m in measured)
     # A reference's failures are shown too: a server answering errors quickly (Synapse
     # rate-limiting, say) would otherwise look fast.
-    theirs = error_note(reference).replace(" errors!", " errors in the reference!")
     report.add(Row(
-        figure + error_note(measured) + theirs,
+        figure + error_note(measured) + error_note(reference, " in the reference"),
         f"{med([m['rps'] for m in measured]):.0f} rps, p50 "
         f"{med([m['p50_ms'] for m in measured]):.1f} ms, p99 "
         f"{med([m['p99_ms'] for m in measured]):.1f} ms",
@@ -378,38 +382,30 @@ def bench_throughput(p: Profile, backends: Backends, ceiling: Server, report: Re
         # What the mandated shape alone costs: the ceiling's own handler, mounted in
         # sub-applications behind a pass-through middleware, as the admin API is.
         with serving(bench_server(folder / "floor", floor=True)) as floor:
-            floor_args, ceiling_args = (
-                loadgen_args(server, WHOIS_PATH, token=WHOIS_TOKEN, concurrency=p.concurrency,
-                             duration=p.duration, warmup=p.warmup)
-                for server in (floor, ceiling))
-            got, ref = alternate(p.rounds, lambda: load(floor_args),
-                                 lambda: load(ceiling_args))
+            got, ref = rotate(p.rounds, measure(p, floor, WHOIS_PATH),
+                              measure(p, ceiling, WHOIS_PATH))
             ratio_row(report, "whois shape floor (bare handler in the admin sub-apps, "
                       "pass-through middleware)", got, ref, None)
+    if not only & {"whois", "notices", "nonces"}:
+        return
     for name in list(backends.names):
         database = backends.database(name)
         with serving(bench_server(folder / f"admin-{name}", database=database)) as admin:
-            def measure(server: Server, path: str, method: str = "GET",
-                        body: dict[str, Any] | None = None,
-                        concurrency: int = p.concurrency, *,
-                        token: str = ADMIN_TOKEN) -> Callable[[], dict[str, Any]]:
-                args = loadgen_args(server, path, method=method, body=body, token=token,
-                                    concurrency=concurrency, duration=p.duration,
-                                    warmup=p.warmup)
-                return lambda: load(args)
-
             if "whois" in only:
-                got, ref = alternate(p.rounds, measure(admin, WHOIS_PATH, token=WHOIS_TOKEN),
-                                     measure(ceiling, WHOIS_PATH, token=WHOIS_TOKEN))
+                got, ref = rotate(p.rounds, measure(p, admin, WHOIS_PATH),
+                                  measure(p, ceiling, WHOIS_PATH))
                 ratio_row(report, f"whois, {name}", got, ref, TARGET_WHOIS[name])
             if "notices" in only:
                 path = "/_synapse/admin/v1/send_server_notice/"
-                ceiling_run = measure(ceiling, path + "c{n}", "PUT", NOTICE_BODY, 8)
-                got, ref = alternate(p.rounds, measure(admin, path + f"{name}-{{n}}", "PUT",
-                                                       NOTICE_BODY, 8), ceiling_run)
+                ceiling_run = measure(p, ceiling, path + "c{n}", "PUT", NOTICE_BODY, 8,
+                                      token=ADMIN_TOKEN)
+                got, ref = rotate(p.rounds, measure(p, admin, path + f"{name}-{{n}}", "PUT",
+                                                    NOTICE_BODY, 8, token=ADMIN_TOKEN),
+                                  ceiling_run)
                 ratio_row(report, f"server notice, new txnId, {name}", got, ref, None)
-                got, ref = alternate(p.rounds, measure(admin, path + "same", "PUT",
-                                                       NOTICE_BODY, 8), ceiling_run)
+                got, ref = rotate(p.rounds, measure(p, admin, path + "same", "PUT",
+                                                    NOTICE_BODY, 8, token=ADMIN_TOKEN),
+                                  ceiling_run)
                 ratio_row(report, f"server notice, repeated txnId, {name}", got, ref, None)
             if "nonces" in only:
                 bench_nonces(p, backends, name, database, admin, ceiling, report)
@@ -467,7 +463,7 @@ def bench_health(p: Profile, backends: Backends, report: Report, folder: Path) -
         idle = [load(loadgen_args(idle_server, WHOIS_PATH, token=WHOIS_TOKEN, concurrency=4,
                                   duration=p.health_duration, warmup=p.warmup))
                 for _ in range(p.rounds)]
-    threads, on_loop = alternate(p.rounds, run(False), run(True))
+    threads, on_loop = rotate(p.rounds, run(False), run(True))
     idle_p99 = med([r["p99_ms"] for r in idle])
 
     def row(label: str, runs: list[dict[str, Any]], target: float | None) -> None:
@@ -597,25 +593,16 @@ def bench_synapse(p: Profile, backends: Backends, ceiling: Server, report: Repor
                                          for i in range(p.concurrency)))
             hs.register(NOTIFIED, admin=False)
 
-            def measure(server: Server | SynapseServer, path: str, method: str = "GET",
-                        body: dict[str, Any] | None = None, concurrency: int = p.concurrency,
-                        *, tokens: Path | None = None) -> Callable[[], dict[str, Any]]:
-                args = loadgen_args(server, path, method=method, body=body,
-                                    token=WHOIS_TOKEN if tokens is None else "{t}",
-                                    tokens=tokens, concurrency=concurrency,
-                                    duration=p.duration, warmup=p.warmup)
-                return lambda: load(args)
-
             label = f"Synapse {version} on {name}"
-            got, theirs, top = rotate(p.rounds, measure(ours, WHOIS_PATH),
-                                      measure(hs, WHOIS_PATH, tokens=tokens),
-                                      measure(ceiling, WHOIS_PATH))
+            got, theirs, top = rotate(p.rounds, measure(p, ours, WHOIS_PATH),
+                                      measure(p, hs, WHOIS_PATH, tokens=tokens),
+                                      measure(p, ceiling, WHOIS_PATH))
             ratio_row(report, f"whois, {name}: ours against {label}", got, theirs, None)
             ratio_row(report, f"whois, {label} (against the ceiling)", theirs, top, None)
             path = "/_synapse/admin/v1/send_server_notice/"
-            got, theirs = alternate(
-                p.rounds, measure(ours, path + "ours-{n}", "PUT", NOTICE_BODY, 8),
-                measure(hs, path + "theirs-{n}", "PUT", NOTICE_BODY, 8, tokens=tokens))
+            got, theirs = rotate(
+                p.rounds, measure(p, ours, path + "ours-{n}", "PUT", NOTICE_BODY, 8),
+                measure(p, hs, path + "theirs-{n}", "PUT", NOTICE_BODY, 8, tokens=tokens))
             ratio_row(report, f"server notice, new txnId, {name}: ours against {label}",
                       got, theirs, None)
 
@@ -679,16 +666,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "matrix-synapse (see synapse.py)")
     parser.add_argument("--results", type=Path,
                         help="write the table here (default: RESULTS.md beside this file, "
-                             "for a full run of every section and backend only)")
+                             "for a full run of every section and backend, with --synapse, "
+                             "only)")
     args = parser.parse_args(argv)
     p = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     only = set(args.only.split(","))
     unknown = only - set(SECTIONS)
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
-    complete = (p.name == "full" and only == set(SECTIONS)
+    # RESULTS.md's reading covers every row, Synapse's included.
+    complete = (p.name == "full" and only == set(SECTIONS) and args.synapse is not None
                 and set(args.backends.split(",")) == {"memory", "sqlite", "postgres"})
     results = args.results or (Path(__file__).with_name("RESULTS.md") if complete else None)
+    os.environ.update(_env())  # Server passes os.environ on to every server it starts
     report = Report()
     started = time.perf_counter()
     print(f"benchmarks, {p.name} profile: {', '.join(machine())}", flush=True)

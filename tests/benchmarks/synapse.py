@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -185,4 +184,3 @@ if __name__ == "__main__":  # a quick check by hand: start one, register, whois
             headers={"Authorization": f"Bearer {token}"})
         with urllib.request.urlopen(req) as resp:
             print(resp.read().decode())
-        print(os.getpid(), "ok")
