@@ -16,14 +16,14 @@ from collections.abc import Mapping
 
 from .errors import StorageUnavailableError
 from .identifiers import UserID
-from .storage.base import Activity, AdminStorage, Connection, DeviceInfo
+from .storage.protocols import AdminStorage
+from .storage.types import Activity, Connection, DeviceInfo
 
 __all__ = ["ActivityTracker", "merge_pending"]
 
 log = logging.getLogger(__name__)
 
-# A user, and one of its sightings: (device_id, ip, user_agent).
-_User = tuple[str, str]
+# One sighting of a user: (device_id, ip, user_agent).
 _Sighting = tuple[str, str, str]
 
 
@@ -37,21 +37,20 @@ class ActivityTracker:
         self.interval = interval
         # Newest time of each sighting, by user: whois reads its own user's pending
         # sightings in O(devices), without scanning the whole server's.
-        self._pending: dict[_User, dict[_Sighting, int]] = {}
+        self._pending: dict[UserID, dict[_Sighting, int]] = {}
         self._count = 0
         # The batch being written: still shown by whois until the write is done.
-        self._flushing: dict[_User, dict[_Sighting, int]] = {}
+        self._flushing: dict[UserID, dict[_Sighting, int]] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
     def note(self, user: UserID, device_id: str, ip: str, user_agent: str, ts: int) -> None:
         """Called on every authenticated request: a dict update, nothing more."""
-        ukey = (user.localpart, user.server_name)
-        sightings = self._pending.get(ukey)
+        sightings = self._pending.get(user)
         if sightings is None:
             if self._count >= self.MAX_PENDING:
                 self._count -= len(self._pending.pop(next(iter(self._pending))))
-            sightings = self._pending[ukey] = {}
+            sightings = self._pending[user] = {}
         key = (device_id, ip, user_agent)
         old = sightings.get(key)
         if old is None:
@@ -61,9 +60,8 @@ class ActivityTracker:
             sightings[key] = ts
 
     def pending_for(self, user: UserID) -> Mapping[_Sighting, int]:
-        ukey = (user.localpart, user.server_name)
-        pending = self._pending.get(ukey, {})
-        flushing = self._flushing.get(ukey)
+        pending = self._pending.get(user, {})
+        flushing = self._flushing.get(user)
         if not flushing:
             return pending
         merged = dict(flushing)
@@ -79,14 +77,13 @@ class ActivityTracker:
         self._flushing = batch
         try:
             await self.storage.record_activity([
-                Activity(lp, sn, device, ip, ua, ts)
-                for (lp, sn), sightings in batch.items()
+                Activity(user, device, ip, ua, ts)
+                for user, sightings in batch.items()
                 for (device, ip, ua), ts in sightings.items()
             ])
         except (StorageUnavailableError, OSError) as exc:
             # Put them back (newer sightings that arrived meanwhile win) and retry later.
-            for (lp, sn), sightings in batch.items():
-                user = UserID(lp, sn)
+            for user, sightings in batch.items():
                 for (device, ip, ua), ts in sightings.items():
                     self.note(user, device, ip, ua, ts)
             log.warning("could not record device activity (%s); will retry",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
@@ -20,13 +20,14 @@ from .audit import AuditRecorder
 from .config import Config
 from .context import CONTEXT_KEY, AdminContext
 from .events import now_ms
+from .features import check_storage, enabled_features
 from .limits import Deadlines, RateLimiter
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
-from .rooms import wait_for_running
 from .routes import PREFIXES, RouteSpec, enabled_routes
-from .storage.base import AdminStorage
+from .services.evacuation import wait_for_running
+from .storage.protocols import AdminStorage, StorageLifecycle
 from .validation import Schemas, load_schemas
 
 __all__ = ["setup_admin"]
@@ -77,7 +78,7 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
 def setup_admin(
     app: web.Application,
     config: Config,
-    storage: AdminStorage,
+    storage: StorageLifecycle,
     *,
     schemas: Schemas | None = None,
     manage_storage: bool = True,
@@ -85,22 +86,26 @@ def setup_admin(
 ) -> AdminContext:
     """Mount the admin API into ``app`` (the host homeserver's application).
 
-    ``storage`` implements :class:`~.storage.base.AdminStorage`.  With
+    ``storage`` implements the storage protocols (:mod:`.storage.protocols`) of every
+    feature the config switches on; otherwise :class:`~.features.MissingStorageError`
+    names the feature, its switch and the missing methods.  With
     ``manage_storage`` (the default) the admin API opens it on start-up and closes it on
     clean-up; pass False when the host manages its lifetime.  Disabled features are not
     mounted at all, so their paths answer 404 ``M_UNRECOGNIZED``.  Returns the shared
     context (useful to hosts and tests).
     """
-    if not isinstance(storage, AdminStorage):
-        raise TypeError(f"{type(storage).__name__} does not implement AdminStorage")
+    check_storage(storage, enabled_features(config))
+    # Checked above for what the enabled features use; handlers of features switched
+    # off are never mounted, so nothing calls the methods a host left out.
+    full = cast(AdminStorage, storage)
     ctx = AdminContext(
         config=config,
-        storage=storage,
+        storage=full,
         schemas=schemas or load_schemas(),
         hasher=PasswordHasher(config.passwords.bcrypt_cost,
                               config.passwords.max_concurrent_hashes,
                               config.passwords.max_queued_hashes),
-        activity=ActivityTracker(storage, config.http.activity_flush_interval),
+        activity=ActivityTracker(full, config.http.activity_flush_interval),
         clock=clock,
     )
     routes = enabled_routes(config)

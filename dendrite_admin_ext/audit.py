@@ -30,7 +30,7 @@ from .context import AdminContext
 from .errors import InternalError, MatrixError, StorageUnavailableError, from_http_exception
 from .limits import RateLimiter
 from .observability import get_request_id
-from .storage.base import AuditEntry
+from .storage.types import AuditEntry
 from .validation import JSON_BODY_KEY
 
 __all__ = ["AuditRecorder", "Audited", "entry_to_json"]

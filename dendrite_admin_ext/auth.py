@@ -18,7 +18,7 @@ from aiohttp import web
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
 from .identifiers import UserID
-from .storage.base import AccountType
+from .storage.types import AccountType
 
 __all__ = [
     "REQUESTER_KEY",
@@ -89,10 +89,10 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
     """Resolve the token and enforce ``access`` (not PUBLIC); put the Requester on the
     request and note the device's activity.  Raises the Matrix error of SPEC 3."""
     token = extract_access_token(request, ctx.config.http.access_token_query_param)
-    session = await ctx.storage.get_session(token)
+    session = await ctx.storage.get_token_owner(token)
     if session is None or session.is_deactivated:
         raise UnknownToken()
-    requester = Requester(session.user_id, session.device_id, session.account_type)
+    requester = Requester(session.user, session.device_id, session.account_type)
     # Set before the access checks so the audit trail names who was refused.
     request[REQUESTER_KEY] = requester
     if session.account_type == AccountType.GUEST:

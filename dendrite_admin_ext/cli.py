@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import Config, ConfigError, load_config
-from .registration import compute_mac
+from .services.registration import compute_mac
 
 __all__ = ["main"]
 

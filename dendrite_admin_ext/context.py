@@ -16,7 +16,7 @@ from .activity import ActivityTracker
 from .config import Config
 from .events import now_ms
 from .passwords import PasswordHasher
-from .storage.base import AdminStorage
+from .storage.protocols import AdminStorage
 from .validation import Schemas, read_json_body
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context"]

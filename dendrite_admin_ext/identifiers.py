@@ -62,6 +62,13 @@ class UserID:
     def __str__(self) -> str:
         return f"@{self.localpart}:{self.server_name}"
 
+    @classmethod
+    def from_stored(cls, value: str) -> UserID:
+        """A user ID read back from storage, trusted as well-formed (it was parsed on
+        the way in): split at the first ``:`` without checking the grammar again."""
+        localpart, _, server_name = value[1:].partition(":")
+        return cls(localpart, server_name)
+
 
 @functools.lru_cache(maxsize=4096)
 def parse_user_id(value: str) -> UserID:

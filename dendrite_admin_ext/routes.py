@@ -6,7 +6,6 @@ tests that walk every route (auth matrix, fuzzing), so a new route cannot escape
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp.typedefs import Handler
 from .audit import Audited
 from .auth import Access
 from .config import Config
+from .features import FEATURES
 from .handlers import admin, notices, registration, rooms, users
 
 __all__ = ["PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
@@ -53,17 +53,6 @@ class RouteSpec:
     def full_path(self) -> str:
         return self.prefix + self.path
 
-
-_FEATURES: dict[str, Callable[[Config], bool]] = {
-    "whois": lambda c: c.endpoints.whois,
-    "reset_password": lambda c: c.endpoints.reset_password,
-    "register": lambda c: c.registration.enabled,
-    "evacuate": lambda c: c.endpoints.evacuate,
-    "server_notices": lambda c: c.server_notices.enabled,
-    "audit": lambda c: c.endpoints.audit,
-    "openapi": lambda c: c.endpoints.openapi,
-    "health": lambda c: c.endpoints.health,
-}
 
 ROUTES: list[RouteSpec] = [
     RouteSpec(DENDRITE, "POST", "/resetPassword/{user:.+}", users.reset_password,
@@ -107,4 +96,4 @@ ROUTES: list[RouteSpec] = [
 
 
 def enabled_routes(config: Config) -> list[RouteSpec]:
-    return [r for r in ROUTES if _FEATURES[r.feature](config)]
+    return [r for r in ROUTES if FEATURES[r.feature].enabled(config)]

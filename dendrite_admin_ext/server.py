@@ -17,7 +17,7 @@ from .app import setup_admin
 from .config import Config
 from .errors import Unrecognized
 from .storage import storage_from_config
-from .storage.base import AdminStorage
+from .storage.protocols import AdminStorage
 
 __all__ = ["build_standalone_app", "client_address", "forwarded_middleware", "run_server"]
 

@@ -15,8 +15,9 @@ from aiohttp.test_utils import TestClient
 from aiohttp.typedefs import Handler
 
 from dendrite_admin_ext import AdminContext, Config, UserID, parse_config, setup_admin
-from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewAccount, NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice
 from dendrite_admin_ext.validation import Schemas, load_schemas
 
 from .postgres import pg_dsn, pg_server, pg_shared_database  # noqa: F401  (fixtures)
@@ -65,7 +66,7 @@ async def make_user(storage: AdminStorage, localpart: str,
     token = secrets.token_urlsafe(16)
     device_id = "DEV" + secrets.token_hex(4).upper()
     await storage.create_account(
-        NewAccount(localpart, server_name, password_hash, account_type, 1_000,
+        NewAccount(UserID(localpart, server_name), password_hash, account_type, 1_000,
                    display_name=localpart),
         NewDevice(device_id, token, "test device"),
     )
@@ -141,9 +142,11 @@ async def h(harness_factory: HarnessFactory) -> Harness:
 # (Imports here, not at the top: this section is appended to a shared file.)
 from collections.abc import Sequence  # noqa: E402
 
-from dendrite_admin_ext.storage.base import MembershipChange, NewRoom  # noqa: E402
+from dendrite_admin_ext.storage.types import MembershipChange, NewRoom  # noqa: E402
 
 from .host_storage import HostStorage  # noqa: E402
+
+_uid = UserID.from_stored  # user IDs written as strings in these tests
 
 
 @pytest.fixture(params=[*BACKENDS, "host"])
@@ -178,8 +181,10 @@ async def make_room(storage: AdminStorage, creator: str, *,
                     invited: Sequence[str] = (), batch: int = 1000) -> str:
     """A public room made through the protocol only.  ``joined`` entries are user IDs
     or (user ID, displayname, avatar_url)."""
-    room_id = await storage.create_room(NewRoom(
-        creator=creator, room_version="10", create_content={"creator": creator},
+    # Not part of any storage protocol: every backend here can create rooms for tests.
+    maker: Any = storage
+    room_id: str = await maker.create_room(NewRoom(
+        creator=UserID.from_stored(creator), room_version="10", create_content={"creator": creator},
         initial_state=(
             ("m.room.member", creator, {"membership": "join"}),
             ("m.room.power_levels", "", {"users": {creator: 100}}),
@@ -193,8 +198,8 @@ async def make_room(storage: AdminStorage, creator: str, *,
             content["displayname"] = name
         if avatar is not None:
             content["avatar_url"] = avatar
-        changes.append(MembershipChange(user_id, user_id, content))
-    changes += [MembershipChange(creator, u, {"membership": "invite"}) for u in invited]
+        changes.append(MembershipChange(_uid(user_id), _uid(user_id), content))
+    changes += [MembershipChange(_uid(creator), _uid(u), {"membership": "invite"}) for u in invited]
     for i in range(0, len(changes), batch):
         await storage.apply_memberships(room_id, changes[i:i + batch])
     return room_id

@@ -69,11 +69,11 @@ def host_auth(storage: AdminStorage, protected: Container[AbstractRoute]) -> Mid
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.match_info.route in protected:
             token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            session = await storage.get_session(token) if token else None
+            session = await storage.get_token_owner(token) if token else None
             if session is None:
                 return web.json_response({"errcode": "M_MISSING_TOKEN",
                                           "error": "Missing access token"}, status=401)
-            request[USER_ID_KEY] = str(session.user_id)
+            request[USER_ID_KEY] = str(session.user)
         return await handler(request)
 
     return middleware

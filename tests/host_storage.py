@@ -25,7 +25,7 @@ from typing import Any
 from dendrite_admin_ext.errors import UserInUseError
 from dendrite_admin_ext.events import build_event
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.storage.base import (
+from dendrite_admin_ext.storage.types import (
     Account,
     Activity,
     AuditEntry,
@@ -38,7 +38,7 @@ from dendrite_admin_ext.storage.base import (
     NewRoom,
     NoticeTxnKey,
     Profile,
-    Session,
+    TokenOwner,
     UserRoom,
 )
 
@@ -114,7 +114,7 @@ class HostStorage:
         return None
 
     # -- authentication -------------------------------------------------------------------
-    async def get_session(self, access_token: str) -> Session | None:
+    async def get_token_owner(self, access_token: str) -> TokenOwner | None:
         owner = self._tokens.get(access_token)
         if owner is None:
             return None
@@ -123,12 +123,11 @@ class HostStorage:
         if row is None or device_id not in row.devices:
             return None
         a = row.account
-        return Session(a.localpart, a.server_name, device_id, a.account_type,
-                       a.is_deactivated)
+        return TokenOwner(a.user, device_id, a.account_type, a.is_deactivated)
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         for s in seen:
-            row = self._accounts.get(f"@{s.localpart}:{s.server_name}")
+            row = self._accounts.get(str(s.user))
             device = row.devices.get(s.device_id) if row else None
             if device is not None:
                 key = (s.ip, s.user_agent)
@@ -139,17 +138,17 @@ class HostStorage:
         row = self._accounts.get(str(user))
         return row.account if row else None
 
-    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
-        return any(r.account.localpart.lower() == localpart.lower()
-                   and r.account.server_name == server_name
+    async def localpart_exists(self, user: UserID) -> bool:
+        return any(r.account.user.localpart.lower() == user.localpart.lower()
+                   and r.account.user.server_name == user.server_name
                    for r in self._accounts.values())
 
     async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
-        if await self.localpart_exists(account.localpart, account.server_name):
-            raise UserInUseError(account.localpart)
-        user_id = f"@{account.localpart}:{account.server_name}"
-        row = _Account(Account(account.localpart, account.server_name, account.created_ts,
-                               account.account_type, user_type=account.user_type),
+        if await self.localpart_exists(account.user):
+            raise UserInUseError(account.user.localpart)
+        user_id = str(account.user)
+        row = _Account(Account(account.user, account.created_ts, account.account_type,
+                               user_type=account.user_type),
                        account.password_hash)
         if device is not None:
             row.devices[device.device_id] = _Device(device.access_token, device.display_name)
@@ -317,7 +316,7 @@ class HostStorage:
         return ("m.room.create", "") in self._state(room_id)
 
     async def get_local_joined_members(
-        self, room_id: str, server_name: str, *, after: str | None, limit: int
+        self, room_id: str, server_name: str, *, after: UserID | None, limit: int
     ) -> list[Member]:
         await _io()
         suffix = ":" + server_name
@@ -325,9 +324,9 @@ class HostStorage:
             (user_id, event) for (event_type, user_id), event in self._state(room_id).items()
             if event_type == "m.room.member" and user_id.endswith(suffix)
             and event["content"].get("membership") == "join"
-            and (after is None or user_id > after)
+            and (after is None or user_id > str(after))
         )
-        return [Member(user_id, _text(event["content"].get("displayname")),
+        return [Member(UserID.from_stored(user_id), _text(event["content"].get("displayname")),
                        _text(event["content"].get("avatar_url")))
                 for user_id, event in heapq.nsmallest(limit, joined, key=lambda p: p[0])]
 
@@ -345,9 +344,9 @@ class HostStorage:
                     _text(event["content"].get("avatar_url"))))
         return out
 
-    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+    async def get_membership(self, room_id: str, user: UserID) -> str | None:
         await _io()
-        return self._membership(room_id, user_id)
+        return self._membership(room_id, str(user))
 
     async def apply_memberships(
         self, room_id: str, changes: Sequence[MembershipChange]
@@ -356,7 +355,8 @@ class HostStorage:
         if room_id not in self._logs:
             raise KeyError(room_id)
         with self._transaction(room_id):
-            return [self._append(room_id, c.sender, "m.room.member", c.content, c.target)
+            return [self._append(room_id, str(c.sender), "m.room.member", c.content,
+                                 str(c.target))
                     for c in changes]
 
     async def create_room(self, room: NewRoom) -> str:
@@ -364,14 +364,14 @@ class HostStorage:
         return self._create_room(room)
 
     def _create_room(self, room: NewRoom) -> str:
-        server_name = room.creator.partition(":")[2]
+        server_name = room.creator.server_name
         room_id = f"!{secrets.token_urlsafe(12)}:{server_name}"
         self._logs[room_id] = []
         try:
-            self._append(room_id, room.creator, "m.room.create",
+            self._append(room_id, str(room.creator), "m.room.create",
                          {**room.create_content, "room_version": room.room_version}, "")
             for event_type, state_key, content in room.initial_state:
-                self._append(room_id, room.creator, event_type, content, state_key)
+                self._append(room_id, str(room.creator), event_type, content, state_key)
         except BaseException:
             del self._logs[room_id]
             self._projections.pop(room_id, None)
@@ -379,14 +379,14 @@ class HostStorage:
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
-        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
+        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         await _io()
-        key = None if txn is None else (txn.user_id, txn.device_id, txn.txn_id)
+        key = None if txn is None else (str(txn.user), txn.device_id, txn.txn_id)
         if key is not None and key in self._txns:
             return self._txns[key][0]
-        event_id = self._append(room_id, sender, event_type, content)
+        event_id = self._append(room_id, str(sender), event_type, content)
         if key is not None:
             self._txns[key] = (event_id, txn_ts)
         return event_id
@@ -401,11 +401,11 @@ class HostStorage:
         return None if event is None else copy.deepcopy(event["content"])
 
     async def send_state_event(
-        self, room_id: str, sender: str, event_type: str, state_key: str,
+        self, room_id: str, sender: UserID, event_type: str, state_key: str,
         content: Mapping[str, Any], /,
     ) -> str:
         await _io()
-        return self._append(room_id, sender, event_type, content, state_key)
+        return self._append(room_id, str(sender), event_type, content, state_key)
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]
@@ -429,7 +429,8 @@ class HostStorage:
         room_id = self._create_room(room)
         try:
             for c in joins:
-                self._append(room_id, c.sender, "m.room.member", c.content, c.target)
+                self._append(room_id, str(c.sender), "m.room.member", c.content,
+                             str(c.target))
         except BaseException:
             del self._logs[room_id]
             self._projections.pop(room_id, None)
@@ -442,7 +443,7 @@ class HostStorage:
     # -- notice transactions --------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         await _io()
-        found = self._txns.get((key.user_id, key.device_id, key.txn_id))
+        found = self._txns.get((str(key.user), key.device_id, key.txn_id))
         return found[0] if found else None
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:

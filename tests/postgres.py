@@ -31,8 +31,8 @@ import psycopg2.extensions
 import pytest
 
 from dendrite_admin_ext.storage.postgres import PostgresStorage
-from dendrite_admin_ext.storage.schema import POSTGRES
 from dendrite_admin_ext.storage.sql import drive_sync
+from dendrite_admin_ext.storage.sql.schema import POSTGRES
 
 __all__ = [
     "PgCluster", "PgServer", "find_pg_bin", "local_cluster", "pg_dsn", "pg_server",

@@ -14,11 +14,13 @@ import psycopg2
 import pytest
 
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.storage.base import AdminStorage, NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.storage.postgres import PostgresStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.sql import Op, SqlStorage, Stmt, drive_sync
+from dendrite_admin_ext.storage.sql.ops import one, select
 from dendrite_admin_ext.storage.sqlite import SqliteStorage
+from dendrite_admin_ext.storage.types import NewDevice
 
 __all__ = ["BACKENDS", "PostgresForTests", "SqliteForTests", "make_storage"]
 
@@ -56,7 +58,7 @@ class _Helpers(SqlStorage):
                        " WHERE localpart = %s AND server_name = %s", (value, *who))
 
     def password_hash(self, user: UserID) -> str | None:
-        row = self._blocking(self._one(
+        row = self._blocking(one(
             "SELECT password_hash FROM userapi_accounts WHERE localpart = %s"
             " AND server_name = %s", (user.localpart, user.server_name)))
         if row is None:
@@ -68,20 +70,20 @@ class _Helpers(SqlStorage):
                                         int(time.time() * 1000)))
 
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
-        rows = self._blocking(self._select(
+        rows = self._blocking(select(
             "SELECT event_json FROM dendrite_admin_events WHERE room_id = %s"
             " ORDER BY stream_ordering", (room_id,)))
         return [json.loads(r[0]) for r in rows]
 
     def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
-        row = self._blocking(self._one(
+        row = self._blocking(one(
             "SELECT content FROM dendrite_admin_account_data WHERE user_id = %s"
             " AND room_id = %s AND type = 'm.tag'", (str(user), room_id)))
         return {} if row is None else dict(json.loads(row[0])["tags"])
 
     def count(self, table: str) -> int:
         # table names come from the tests themselves
-        row = self._blocking(self._one(f"SELECT COUNT(*) FROM {table}", ()))  # noqa: S608
+        row = self._blocking(one(f"SELECT COUNT(*) FROM {table}", ()))  # noqa: S608
         assert row is not None
         return int(row[0])
 

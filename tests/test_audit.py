@@ -11,10 +11,10 @@ from urllib.parse import quote
 import pytest
 
 from dendrite_admin_ext.audit import ANONYMOUS_BURST, Audited
-from dendrite_admin_ext.registration import compute_mac
-from dendrite_admin_ext.rooms import wait_for_running
 from dendrite_admin_ext.routes import ROUTES
-from dendrite_admin_ext.storage.base import AuditEntry
+from dendrite_admin_ext.services.evacuation import wait_for_running
+from dendrite_admin_ext.services.registration import compute_mac
+from dendrite_admin_ext.storage.types import AuditEntry
 
 from .conftest import SECRET, SERVER, Harness, HarnessFactory
 

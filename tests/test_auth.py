@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from dendrite_admin_ext.storage.base import AccountType, Session
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.types import AccountType, TokenOwner
 
 from .conftest import Harness, HarnessFactory
 
@@ -123,13 +123,13 @@ async def test_an_unusable_token_never_reaches_the_shared_token_read(
     a key the driver refuses anyway is covered in test_batching.py)."""
     alice = await h.user("alice", admin=True)
     looked_up: list[str] = []
-    get_session = h.storage.get_session
+    get_token_owner = h.storage.get_token_owner
 
-    async def spy(token: str) -> Session | None:
+    async def spy(token: str) -> TokenOwner | None:
         looked_up.append(token)
-        return await get_session(token)
+        return await get_token_owner(token)
 
-    monkeypatch.setattr(h.storage, "get_session", spy)
+    monkeypatch.setattr(h.storage, "get_token_owner", spy)
     path = WHOIS + str(alice.user_id)
     good = f"Authorization: Bearer {alice.token}\r\n".encode()
     for query, header in UNUSABLE_TOKENS:

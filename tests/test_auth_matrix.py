@@ -17,7 +17,7 @@ from aiohttp import ClientResponse
 
 from dendrite_admin_ext.auth import Access
 from dendrite_admin_ext.routes import ROUTES, RouteSpec, enabled_routes
-from dendrite_admin_ext.storage.base import AccountType
+from dendrite_admin_ext.storage.types import AccountType
 
 from .conftest import SERVER, Harness, HarnessFactory, User
 
@@ -146,7 +146,7 @@ async def test_admin_route(mh: Harness, spec: RouteSpec) -> None:
         assert got_status not in (401, 403), (caller, body)
         assert body.get("errcode") not in {*AUTH_ERRCODES, "M_UNRECOGNIZED"}, (caller, body)
     # The matrix itself must not have logged anybody out.
-    assert await mh.storage.get_session(cast.admin.token) is not None
+    assert await mh.storage.get_token_owner(cast.admin.token) is not None
 
 
 @pytest.mark.parametrize("spec", [r for r in ROUTES if r.access is Access.USER], ids=_route_id)

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from dendrite_admin_ext.errors import StorageUnavailableError
-from dendrite_admin_ext.storage.base import AccountType
 from dendrite_admin_ext.storage.postgres import PostgresStorage
+from dendrite_admin_ext.storage.sql.ops import one
+from dendrite_admin_ext.storage.types import AccountType
 from dendrite_admin_ext.validation import Schemas
 
 from .conftest import make_config, make_host_app, make_user
@@ -73,7 +74,7 @@ async def test_statement_timeout_is_enforced() -> None:
         try:
             started = time.monotonic()
             with pytest.raises(StorageUnavailableError):
-                await storage._run(storage._one("SELECT pg_sleep(5)", ()), write=False)
+                await storage._run(one("SELECT pg_sleep(5)"), write=False)
             assert time.monotonic() - started < 3
             await storage.ping()  # the pool is still usable
         finally:

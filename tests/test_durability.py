@@ -19,13 +19,15 @@ import pytest
 
 from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.storage.base import MembershipChange, NewRoom
 from dendrite_admin_ext.storage.sql import SqlStorage
+from dendrite_admin_ext.storage.types import MembershipChange, NewRoom
 
 from .postgres import PgServer
 from .sql_backends import PostgresForTests, SqliteForTests
 from .standalone import Server, write_config
 from .standalone import call as standalone_call
+
+_uid = UserID.from_stored  # user IDs written as strings in these tests
 
 SERVER = "test.example"
 SECRET = "standalone-secret"
@@ -138,12 +140,12 @@ async def big_room(database: dict[str, Any]) -> tuple[str, list[str]]:
     try:
         creator = f"@_server:{SERVER}"
         room_id = await storage.create_room(NewRoom(
-            creator, "10", {"creator": creator},
+            UserID.from_stored(creator), "10", {"creator": creator},
             (("m.room.member", creator, {"membership": "join"}),)))
         users = [f"@member{i:05d}:{SERVER}" for i in range(MEMBERS)]
         for i in range(0, MEMBERS, 2_000):
             await storage.apply_memberships(room_id, [
-                MembershipChange(u, u, {"membership": "join", "displayname": u[1:9]})
+                MembershipChange(_uid(u), _uid(u), {"membership": "join", "displayname": u[1:9]})
                 for u in users[i:i + 2_000]])
         return room_id, [creator, *users]
     finally:
@@ -184,7 +186,7 @@ def test_evacuation_killed_midway_completes_on_rerun(tmp_path: Path,
                 events = storage.room_events(room_id)
                 leaves = sum(1 for e in events if e["type"] == "m.room.member"
                              and e["content"].get("membership") == "leave")
-                return [m.user_id for m in joined], leaves
+                return [str(m.user) for m in joined], leaves
             finally:
                 await storage.close()
 

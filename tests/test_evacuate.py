@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 import pytest
 
-from dendrite_admin_ext.storage.base import MembershipChange
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.types import MembershipChange
 
 from .conftest import (
     REMOTE,
@@ -21,6 +22,8 @@ from .conftest import (
     make_room,
     room_events,
 )
+
+_uid = UserID.from_stored  # user IDs written as strings in these tests
 
 EVENT_ID = re.compile(r"\$[A-Za-z0-9_-]{43}")
 OWNER = f"@owner:{REMOTE}"
@@ -50,7 +53,7 @@ def evacuate_user_path(user_id: str) -> str:
 
 
 async def membership(h: Harness, room_id: str, user_id: str) -> str | None:
-    return await h.storage.get_membership(room_id, user_id)
+    return await h.storage.get_membership(room_id, UserID.from_stored(user_id))
 
 
 # -- evacuateRoom ---------------------------------------------------------------------
@@ -137,7 +140,7 @@ async def test_evacuate_room_rerun_after_interruption_skips_parted(rh: Harness) 
     # An earlier run was interrupted after parting some of them.
     done = members[:7] + members[20:23]
     await rh.storage.apply_memberships(
-        room_id, [MembershipChange(u, u, {"membership": "leave"}) for u in done])
+        room_id, [MembershipChange(_uid(u), _uid(u), {"membership": "leave"}) for u in done])
 
     status, body = await call(rh, "POST", evacuate_room_path(room_id), admin)
     assert status == 200
@@ -200,7 +203,7 @@ async def test_evacuate_user_leaves_rooms_and_rejects_invites(rh: Harness, metho
     joined_b = await make_room(rh.storage, OWNER, joined=[uid, local("bob")])
     invited = await make_room(rh.storage, OWNER, invited=[uid])
     left = await make_room(rh.storage, OWNER, joined=[uid])
-    await rh.storage.apply_memberships(left, [MembershipChange(uid, uid,
+    await rh.storage.apply_memberships(left, [MembershipChange(_uid(uid), _uid(uid),
                                                                {"membership": "leave"})])
     other = await make_room(rh.storage, OWNER, joined=[local("bob")])
 

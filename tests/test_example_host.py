@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from dendrite_admin_ext.registration import compute_mac
+from dendrite_admin_ext.services.registration import compute_mac
 
 from .example_host import ADMIN_CONFIG, SERVER_NAME, build_app
 from .host_storage import HostStorage

@@ -25,8 +25,9 @@ import pytest
 
 from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.passwords import PasswordHasher
-from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewDevice
 from dendrite_admin_ext.storage.postgres import PostgresStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.types import AccountType, NewDevice
 from dendrite_admin_ext.validation import Schemas
 
 from .conftest import SERVER, make_config, make_host_app, make_room, make_user
@@ -97,14 +98,14 @@ async def test_reset_password_client_gone(aiohttp_client: Any, schemas: Schemas,
 
     async def state() -> tuple[bool, bool, bool]:
         changed = storage.password_hash(alice.user_id) != old_hash  # type: ignore[attr-defined]
-        return (changed, await storage.get_session(alice.token) is not None,
-                await storage.get_session("second-token") is not None)
+        return (changed, await storage.get_token_owner(alice.token) is not None,
+                await storage.get_token_owner("second-token") is not None)
 
     changed, first, second = await _settle(state)
     # All or nothing: a new hash comes with every device logged out, the old one with
     # every device still there.
     assert (changed, first, second) in ((True, False, False), (False, True, True))
-    assert await storage.get_session(admin.token) is not None
+    assert await storage.get_token_owner(admin.token) is not None
 
 
 @CANCELLATION

@@ -115,7 +115,7 @@ async def fuzz(aiohttp_client: Callable[..., Awaitable[Any]], schemas: Schemas) 
 
 
 def _admin_type() -> Any:
-    from dendrite_admin_ext.storage.base import AccountType
+    from dendrite_admin_ext.storage.types import AccountType
 
     return AccountType.ADMIN
 

@@ -13,11 +13,12 @@ import pytest
 
 from dendrite_admin_ext.context import RecentChecks
 from dendrite_admin_ext.errors import ServiceUnavailable
+from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.limits import Deadlines, RateLimiter, RequestTimeout
 from dendrite_admin_ext.passwords import PasswordHasher
-from dendrite_admin_ext.registration import compute_mac
-from dendrite_admin_ext.storage.base import AdminStorage
+from dendrite_admin_ext.services.registration import compute_mac
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
 
 from .conftest import SECRET, SERVER, Harness, HarnessFactory, make_room
 
@@ -116,7 +117,7 @@ async def test_request_timeout_is_504_and_evacuation_still_completes(
     # Not cut half-way: the shielded evacuation runs on and parts everyone.
     await asyncio.wait_for(done.wait(), 5)
     for m in members:
-        assert await storage.get_membership(room, m) == "leave"
+        assert await storage.get_membership(room, UserID.from_stored(m)) == "leave"
 
 
 async def test_fast_requests_unaffected_by_timeout(harness_factory: HarnessFactory) -> None:
@@ -258,12 +259,12 @@ async def test_shutdown_waits_for_detached_evacuation(
     await h.client.close()  # app clean-up: must wait for the evacuation
     if isinstance(storage, MemoryStorage):
         for m in members:
-            assert await storage.get_membership(room, m) == "leave"
+            assert await storage.get_membership(room, UserID.from_stored(m)) == "leave"
     else:
         await storage.open()  # the shipped SQL backends are reopened to look
         try:
             for m in members:
-                assert await storage.get_membership(room, m) == "leave"
+                assert await storage.get_membership(room, UserID.from_stored(m)) == "leave"
         finally:
             await storage.close()
 

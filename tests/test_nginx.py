@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from dendrite_admin_ext.registration import compute_mac
+from dendrite_admin_ext.services.registration import compute_mac
 
 from .standalone import Server, free_port, running, write_config
 

@@ -10,13 +10,13 @@ from urllib.parse import quote
 
 import pytest
 
-from dendrite_admin_ext import notices
 from dendrite_admin_ext.errors import StorageUnavailableError
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.notices import TXN_LIFETIME_MS, purge_old_txns
-from dendrite_admin_ext.rooms import wait_for_running
-from dendrite_admin_ext.storage.base import MembershipChange, NewDevice, Profile
+from dendrite_admin_ext.services import notices
+from dendrite_admin_ext.services.evacuation import wait_for_running
+from dendrite_admin_ext.services.notices import TXN_LIFETIME_MS, purge_old_txns
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.types import MembershipChange, NewDevice, Profile
 from dendrite_admin_ext.validation import Schemas
 
 from .conftest import (
@@ -31,6 +31,8 @@ from .conftest import (
     room_state,
     room_tags,
 )
+
+_uid = UserID.from_stored  # user IDs written as strings in these tests
 
 EVENT_ID = re.compile(r"\$[A-Za-z0-9_-]{43}")
 POST_PATH = "/_synapse/admin/v1/send_server_notice"
@@ -74,7 +76,7 @@ def messages(h: Harness, room_id: str) -> list[dict[str, Any]]:
 
 
 async def leave(h: Harness, room_id: str, user_id: str) -> None:
-    await h.storage.apply_memberships(room_id, [MembershipChange(user_id, user_id,
+    await h.storage.apply_memberships(room_id, [MembershipChange(_uid(user_id), _uid(user_id),
                                                                  {"membership": "leave"})])
 
 
@@ -157,14 +159,14 @@ async def test_user_who_left_is_invited_again(rh: Harness) -> None:
     room_id = await notice_room(rh, alice)
     uid = str(alice.user_id)
     # Alice accepts, then leaves.
-    await rh.storage.apply_memberships(room_id, [MembershipChange(uid, uid,
+    await rh.storage.apply_memberships(room_id, [MembershipChange(_uid(uid), _uid(uid),
                                                                   {"membership": "join"})])
     await leave(rh, room_id, uid)
 
     await send_ok(rh, admin, alice)
 
     assert await notice_room(rh, alice) == room_id
-    assert await rh.storage.get_membership(room_id, uid) == "invite"
+    assert await rh.storage.get_membership(room_id, UserID.from_stored(uid)) == "invite"
     assert len(messages(rh, room_id)) == 2
 
 
@@ -175,7 +177,7 @@ async def test_rejected_invite_is_sent_again(rh: Harness) -> None:
     room_id = await notice_room(rh, alice)
     await leave(rh, room_id, str(alice.user_id))
     await send_ok(rh, admin, alice)
-    assert await rh.storage.get_membership(room_id, str(alice.user_id)) == "invite"
+    assert await rh.storage.get_membership(room_id, alice.user_id) == "invite"
 
 
 async def test_auto_join_joins_and_rejoins(room_harness_factory: HarnessFactory) -> None:
@@ -186,14 +188,14 @@ async def test_auto_join_joins_and_rejoins(room_harness_factory: HarnessFactory)
 
     await send_ok(h, admin, alice)
     room_id = await notice_room(h, alice)
-    assert await h.storage.get_membership(room_id, uid) == "join"
+    assert await h.storage.get_membership(room_id, UserID.from_stored(uid)) == "join"
     join = room_state(h.storage, room_id)[("m.room.member", uid)]
     assert join["sender"] == uid
 
     await leave(h, room_id, uid)
     await send_ok(h, admin, alice)
     assert await notice_room(h, alice) == room_id
-    assert await h.storage.get_membership(room_id, uid) == "join"
+    assert await h.storage.get_membership(room_id, UserID.from_stored(uid)) == "join"
 
 
 async def test_system_user_profile_follows_config(
@@ -271,11 +273,11 @@ async def test_a_failed_re_tag_is_retried_by_the_next_notice(
     monkeypatch.setattr(storage, "set_room_tag", tag_fails)
     status, body = await send(h, admin, {"user_id": str(alice.user_id), "content": TEXT})
     assert (status, body["errcode"]) == (503, "M_UNKNOWN")
-    assert await storage.get_membership(room_id, str(alice.user_id)) == "leave"
+    assert await storage.get_membership(room_id, alice.user_id) == "leave"
 
     monkeypatch.undo()
     await send_ok(h, admin, alice)
-    assert await storage.get_membership(room_id, str(alice.user_id)) == "invite"
+    assert await storage.get_membership(room_id, alice.user_id) == "invite"
     assert room_tags(storage, alice.user_id, room_id) == {"m.server_notice": {}}
 
 
@@ -299,7 +301,7 @@ async def test_system_user_rechecked_once_a_minute(rh: Harness) -> None:
 
     await rh.storage.set_profile(SYSTEM, Profile("Renamed by the host", None))
     await rh.storage.apply_memberships(room_id, [MembershipChange(
-        str(SYSTEM), str(SYSTEM), {"membership": "join", "displayname": "Renamed"})])
+        SYSTEM, SYSTEM, {"membership": "join", "displayname": "Renamed"})])
     rh.ctx.clock = lambda: now + 59_000
     await send_ok(rh, admin, alice)
     assert await rh.storage.get_profile(SYSTEM) == Profile("Renamed by the host", None)
@@ -341,8 +343,8 @@ async def test_new_room_after_the_system_user_was_evacuated(rh: Harness) -> None
 
     new_room = await notice_room(rh, alice)
     assert new_room != old_room
-    assert await rh.storage.get_membership(new_room, str(alice.user_id)) == "invite"
-    assert await rh.storage.get_membership(new_room, str(SYSTEM)) == "join"
+    assert await rh.storage.get_membership(new_room, alice.user_id) == "invite"
+    assert await rh.storage.get_membership(new_room, SYSTEM) == "join"
     assert [m["event_id"] for m in messages(rh, new_room)] == [event_id]
     assert room_tags(rh.storage, alice.user_id, new_room) == {"m.server_notice": {}}
 
@@ -557,7 +559,7 @@ async def test_a_host_naming_the_send_arguments_otherwise_works(
     alice = await rh.user("alice")
     own = rh.storage.send_event
 
-    async def renamed(room: str, who: str, kind: str, body: Any, *,
+    async def renamed(room: str, who: UserID, kind: str, body: Any, *,
                       txn: Any = None, txn_ts: int = 0) -> str:
         return await own(room, who, kind, body, txn=txn, txn_ts=txn_ts)
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from dendrite_admin_ext import UserID
-from dendrite_admin_ext.registration import compute_mac
-from dendrite_admin_ext.storage.base import AccountType
+from dendrite_admin_ext.services.registration import compute_mac
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.types import AccountType
 
 from .conftest import SECRET, Harness, HarnessFactory
 
@@ -69,14 +69,14 @@ async def test_register_user_and_login(h: Harness) -> None:
     assert set(body) == {"user_id", "home_server", "access_token", "device_id"}
     assert body["user_id"] == "@alice:test.example"
     assert body["home_server"] == "test.example"
-    session = await h.storage.get_session(body["access_token"])
+    session = await h.storage.get_token_owner(body["access_token"])
     assert session is not None and session.device_id == body["device_id"]
     assert session.account_type == AccountType.USER
     # the token works on the API (self whois)
     who = await h.client.get("/_synapse/admin/v1/whois/@alice:test.example",
                              headers={"Authorization": f"Bearer {body['access_token']}"})
     assert who.status == 200
-    profile = await h.storage.get_profile(session.user_id)
+    profile = await h.storage.get_profile(session.user)
     assert profile is not None and profile.display_name == "alice"
 
 
@@ -84,7 +84,7 @@ async def test_register_admin(h: Harness) -> None:
     resp = await h.client.post(URL, json=await signed(h, "root", "rootroot", admin=True))
     assert resp.status == 200
     token = (await resp.json())["access_token"]
-    session = await h.storage.get_session(token)
+    session = await h.storage.get_token_owner(token)
     assert session is not None and session.account_type == AccountType.ADMIN
 
 

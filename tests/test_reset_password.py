@@ -5,8 +5,8 @@ from __future__ import annotations
 import bcrypt
 import pytest
 
-from dendrite_admin_ext.storage.base import NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.types import NewDevice
 
 from .conftest import Harness, HarnessFactory
 
@@ -30,7 +30,7 @@ async def test_reset_by_localpart_logs_out(mh: Harness) -> None:
     assert hashed is not None and hashed.startswith("$2b$04$")
     assert bcrypt.checkpw(b"correct horse", hashed.encode())
     # logout_devices defaults to true: alice's token is gone
-    assert await mh.storage.get_session(alice.token) is None
+    assert await mh.storage.get_token_owner(alice.token) is None
     resp = await mh.client.get("/_matrix/client/v3/admin/whois/@alice:test.example",
                                headers=alice.auth)
     assert resp.status == 401
@@ -43,7 +43,7 @@ async def test_reset_by_user_id_keep_devices(mh: Harness) -> None:
                                 json={"password": "correct horse", "logout_devices": False},
                                 headers=admin.auth)
     assert resp.status == 200
-    assert await mh.storage.get_session(alice.token) is not None
+    assert await mh.storage.get_token_owner(alice.token) is not None
 
 
 async def test_admin_resetting_own_password_keeps_own_device(mh: Harness) -> None:
@@ -53,8 +53,8 @@ async def test_admin_resetting_own_password_keeps_own_device(mh: Harness) -> Non
     resp = await mh.client.post(BASE + "root", json={"password": "new password"},
                                 headers=admin.auth)
     assert resp.status == 200
-    assert await mh.storage.get_session(admin.token) is not None
-    assert await mh.storage.get_session("other-token") is None
+    assert await mh.storage.get_token_owner(admin.token) is not None
+    assert await mh.storage.get_token_owner("other-token") is None
 
 
 @pytest.mark.parametrize(("target", "body", "status", "errcode"), [
@@ -77,7 +77,7 @@ async def test_reset_errors_change_nothing(mh: Harness, target: str, body: objec
     assert (await resp.json())["errcode"] == errcode
     assert isinstance(mh.storage, MemoryStorage)
     assert mh.storage.password_hash(alice.user_id) is None
-    assert await mh.storage.get_session(alice.token) is not None
+    assert await mh.storage.get_token_owner(alice.token) is not None
 
 
 async def test_unknown_user_checked_before_body(mh: Harness) -> None:

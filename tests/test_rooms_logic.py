@@ -11,20 +11,21 @@ import pytest
 
 from dendrite_admin_ext.errors import InvalidParam, NotFound, StorageUnavailableError
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.notices import (
+from dendrite_admin_ext.services.evacuation import (
+    evacuate_room,
+    evacuate_user,
+    member_content,
+    room_lock_key,
+)
+from dendrite_admin_ext.services.notices import (
     Notice,
     notice_power_levels,
     parse_notice,
     send_server_notice,
     send_server_notice_once,
 )
-from dendrite_admin_ext.rooms import (
-    evacuate_room,
-    evacuate_user,
-    member_content,
-    room_lock_key,
-)
-from dendrite_admin_ext.storage.base import AdminStorage, Member, MembershipChange, NoticeTxnKey
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.types import Member, MembershipChange, NoticeTxnKey
 
 from .conftest import REMOTE, SERVER, Harness, make_room, room_events
 
@@ -49,8 +50,8 @@ class Spy:
         return getattr(self.inner, name)
 
     async def get_local_joined_members(self, room_id: str, server_name: str, *,
-                                       after: str | None, limit: int) -> list[Member]:
-        self.cursors.append(after)
+                                       after: UserID | None, limit: int) -> list[Member]:
+        self.cursors.append(None if after is None else str(after))
         return await self.inner.get_local_joined_members(room_id, server_name,
                                                          after=after, limit=limit)
 
@@ -77,7 +78,7 @@ def leaves(h: Harness, room_id: str) -> list[str]:
 
 
 async def joined(h: Harness, room_id: str) -> list[str]:
-    return [m.user_id for m in await h.storage.get_local_joined_members(
+    return [str(m.user) for m in await h.storage.get_local_joined_members(
         room_id, SERVER, after=None, limit=100_000)]
 
 
@@ -168,7 +169,7 @@ async def test_evacuate_user_skips_only_a_pending_notice_invite(rh: Harness) -> 
     invited = await make_room(rh.storage, OWNER, invited=[uid])
 
     assert await evacuate_user(rh.ctx, alice.user_id) == [invited]
-    assert await rh.storage.get_membership(notice_room, uid) == "invite"
+    assert await rh.storage.get_membership(notice_room, UserID.from_stored(uid)) == "invite"
 
 
 def test_parse_notice() -> None:
@@ -198,7 +199,7 @@ class Gate(Spy):
         self.entered = asyncio.Event()
         self.opened = asyncio.Event()
 
-    async def send_event(self, room_id: str, sender: str, event_type: str,
+    async def send_event(self, room_id: str, sender: UserID, event_type: str,
                          content: Mapping[str, Any], **txn: Any) -> str:
         self.entered.set()
         await self.opened.wait()
@@ -210,7 +211,7 @@ async def test_put_retry_after_the_client_went_away_sends_once(rh: Harness) -> N
     gate = Gate(rh.storage)
     rh.ctx.storage = cast(AdminStorage, gate)
     notice = Notice(alice.user_id, "m.room.message", {"msgtype": "m.text", "body": "x"})
-    key = NoticeTxnKey(local("admin"), "DEVICE", "txn-1")
+    key = NoticeTxnKey(UserID.from_stored(local("admin")), "DEVICE", "txn-1")
 
     first = asyncio.ensure_future(send_server_notice_once(rh.ctx, notice, key))
     await gate.entered.wait()

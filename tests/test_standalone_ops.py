@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dendrite_admin_ext.registration import compute_mac
+from dendrite_admin_ext.services.registration import compute_mac
 
 from .standalone import call, running, write_config
 

@@ -17,10 +17,15 @@ import pytest
 from dendrite_admin_ext.errors import UserInUseError
 from dendrite_admin_ext.events import reference_event_id
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.storage.base import (
+from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.postgres import PostgresStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.sql import SqlStorage
+from dendrite_admin_ext.storage.sql.ops import select
+from dendrite_admin_ext.storage.sqlite import SqliteStorage
+from dendrite_admin_ext.storage.types import (
     AccountType,
     Activity,
-    AdminStorage,
     AuditEntry,
     Connection,
     Member,
@@ -31,16 +36,13 @@ from dendrite_admin_ext.storage.base import (
     NoticeTxnKey,
     Profile,
 )
-from dendrite_admin_ext.storage.memory import MemoryStorage
-from dendrite_admin_ext.storage.postgres import PostgresStorage
-from dendrite_admin_ext.storage.sql import SqlStorage
-from dendrite_admin_ext.storage.sqlite import SqliteStorage
 
 from .conftest import room_events, room_tags
 from .postgres import PgServer
 from .sql_backends import BACKENDS, make_storage
 
 SN = "contract.example"
+U = UserID.from_stored
 ALICE = UserID("alice", SN)
 BOB = UserID("bob", SN)
 SERVER_USER = f"@_server:{SN}"
@@ -55,22 +57,24 @@ async def st(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[An
 
 
 def account(localpart: str, kind: AccountType = AccountType.USER, **kw: Any) -> NewAccount:
-    return NewAccount(localpart, SN, kw.pop("password_hash", "hash-" + localpart), kind,
+    return NewAccount(UserID(localpart, SN), kw.pop("password_hash", "hash-" + localpart), kind,
                       kw.pop("created_ts", 1_000), **kw)
 
 
 async def make_room(st: AdminStorage, creator: str = SERVER_USER) -> str:
-    return await st.create_room(NewRoom(
-        creator=creator, room_version="10", create_content={"creator": creator},
+    maker: Any = st  # create_room is a test utility of every backend, not a protocol method
+    room_id: str = await maker.create_room(NewRoom(
+        creator=U(creator), room_version="10", create_content={"creator": creator},
         initial_state=(
             ("m.room.member", creator, {"membership": "join", "displayname": "Srv"}),
             ("m.room.power_levels", "", {"users": {creator: 100}}),
             ("m.room.join_rules", "", {"join_rule": "invite"}),
         )))
+    return room_id
 
 
 def joins(*user_ids: str, **names: str) -> list[MembershipChange]:
-    return [MembershipChange(u, u, {"membership": "join",
+    return [MembershipChange(U(u), U(u), {"membership": "join",
                                     **({"displayname": names[u[1:].split(":")[0]]}
                                        if u[1:].split(":")[0] in names else {})})
             for u in user_ids]
@@ -96,10 +100,10 @@ async def test_data_survives_reopen_and_migrations_are_idempotent(
     # a second start (and a third, concurrently) finds the schema in place
     again = [await make_storage(request, kind, tmp_path) for _ in range(2)]
     try:
-        session = await again[1].get_session("tok-alice")
+        session = await again[1].get_token_owner("tok-alice")
         assert session is not None and session.device_id == "DEV"
         assert isinstance(again[0], SqlStorage)
-        versions = await again[0]._run(again[0]._select(
+        versions = await again[0]._run(select(
             "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
         assert [v[0] for v in versions] == [1]
     finally:
@@ -124,27 +128,27 @@ async def test_concurrent_first_start_migrates_once(request: pytest.FixtureReque
         await asyncio.gather(*(s.open() for s in storages))
         for i, s in enumerate(storages):
             await s.create_account(account(f"user{i}"), None)
-            versions = await s._run(s._select(
+            versions = await s._run(select(
                 "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
             assert [v[0] for v in versions] == [1]
-            assert await s.localpart_exists("user0", SN)
+            assert await s.localpart_exists(UserID("user0", SN))
     finally:
         for s in storages:
             await s.close()
 
 
 # -- authentication ------------------------------------------------------------------------
-async def test_get_session(st: Any) -> None:
-    assert await st.get_session("nope") is None
+async def test_get_token_owner(st: Any) -> None:
+    assert await st.get_token_owner("nope") is None
     await st.create_account(account("alice", AccountType.ADMIN), NewDevice("D1", "tok1"))
-    session = await st.get_session("tok1")
+    session = await st.get_token_owner("tok1")
     assert session is not None
-    assert (session.localpart, session.server_name, session.device_id) == ("alice", SN, "D1")
+    assert (session.user, session.device_id) == (ALICE, "D1")
     assert session.account_type is AccountType.ADMIN and session.is_deactivated is False
-    assert session.user_id == ALICE
+    assert session.user == ALICE
     # read fresh: a deactivation or demotion is seen at once
     st.set_account_flags(ALICE, is_deactivated=True, account_type=AccountType.USER)
-    session = await st.get_session("tok1")
+    session = await st.get_token_owner("tok1")
     assert session is not None and session.is_deactivated is True
     assert session.account_type is AccountType.USER
 
@@ -157,17 +161,17 @@ async def test_record_activity_and_get_devices(st: Any) -> None:
         ("D1", "phone", ()), ("D2", None, ())]
 
     seen = [
-        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 5_000),
-        Activity("alice", SN, "D1", "10.0.0.2", "ua-1", 7_000),
-        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 6_000),  # newer for that pair
-        Activity("alice", SN, "D1", "10.0.0.1", "ua-1", 5_500),  # older: ignored
-        Activity("alice", SN, "D2", "10.0.0.3", "ua-2", 4_000),
-        Activity("alice", SN, "GONE", "10.0.0.9", "ua-9", 9_000),  # unknown device
-        Activity("carol", SN, "D1", "10.0.0.9", "ua-9", 9_000),  # unknown account
+        Activity(UserID("alice", SN), "D1", "10.0.0.1", "ua-1", 5_000),
+        Activity(UserID("alice", SN), "D1", "10.0.0.2", "ua-1", 7_000),
+        Activity(UserID("alice", SN), "D1", "10.0.0.1", "ua-1", 6_000),  # newer for that pair
+        Activity(UserID("alice", SN), "D1", "10.0.0.1", "ua-1", 5_500),  # older: ignored
+        Activity(UserID("alice", SN), "D2", "10.0.0.3", "ua-2", 4_000),
+        Activity(UserID("alice", SN), "GONE", "10.0.0.9", "ua-9", 9_000),  # unknown device
+        Activity(UserID("carol", SN), "D1", "10.0.0.9", "ua-9", 9_000),  # unknown account
     ]
     await st.record_activity(seen)
     await st.record_activity(seen)  # idempotent
-    await st.record_activity([Activity("alice", SN, "D1", "10.0.0.2", "ua-1", 1_000)])
+    await st.record_activity([Activity(UserID("alice", SN), "D1", "10.0.0.2", "ua-1", 1_000)])
     await st.record_activity([])
     devices = {d.device_id: d for d in await st.get_devices(ALICE)}
     assert set(devices) == {"D1", "D2"}
@@ -178,8 +182,8 @@ async def test_record_activity_and_get_devices(st: Any) -> None:
 
     # Re-adding a device id replaces the device: old token and sightings are gone.
     st.add_device(ALICE, NewDevice("D1", "tok1-new", "tablet"))
-    assert await st.get_session("tok1") is None
-    assert (await st.get_session("tok1-new")) is not None
+    assert await st.get_token_owner("tok1") is None
+    assert (await st.get_token_owner("tok1-new")) is not None
     devices = {d.device_id: d for d in await st.get_devices(ALICE)}
     assert devices["D1"].connections == () and devices["D1"].display_name == "tablet"
     assert [d.device_id for d in await st.get_devices(ALICE)] == ["D2", "D1"]
@@ -188,11 +192,11 @@ async def test_record_activity_and_get_devices(st: Any) -> None:
 async def test_devices_of_users_are_separate(st: Any) -> None:
     await st.create_account(account("alice"), NewDevice("SAME", "tok-a"))
     await st.create_account(account("bob"), NewDevice("SAME", "tok-b"))
-    await st.record_activity([Activity("bob", SN, "SAME", "1.1.1.1", "b", 10)])
+    await st.record_activity([Activity(UserID("bob", SN), "SAME", "1.1.1.1", "b", 10)])
     assert (await st.get_devices(ALICE))[0].connections == ()
     assert (await st.get_devices(BOB))[0].connections == (Connection("1.1.1.1", "b", 10),)
-    session = await st.get_session("tok-b")
-    assert session is not None and session.user_id == BOB
+    session = await st.get_token_owner("tok-b")
+    assert session is not None and session.user == BOB
 
 
 async def test_many_reads_at_once_each_get_their_own_answer(st: Any) -> None:
@@ -206,21 +210,21 @@ async def test_many_reads_at_once_each_get_their_own_answer(st: Any) -> None:
             st.add_device(UserID(f"u{i}", SN), NewDevice(f"E{i}", f"tok{i}-e"))
     st.set_account_flags(UserID("u5", SN), is_deactivated=True)
     elsewhere = UserID("u1", "elsewhere.example")  # same localpart, other server
-    await st.create_account(NewAccount("u1", elsewhere.server_name, None, AccountType.USER,
+    await st.create_account(NewAccount(UserID("u1", elsewhere.server_name), None, AccountType.USER,
                                        1), NewDevice("FAR", "tok-far"))
-    await st.record_activity([Activity("u1", SN, "D1", "10.0.0.1", "ua", 5)])
+    await st.record_activity([Activity(UserID("u1", SN), "D1", "10.0.0.1", "ua", 5)])
 
     tokens = [f"tok{i}" for i in range(n)] + ["tok1", "nope", "tok3-e", "tok-far"]
-    sessions = await asyncio.gather(*(st.get_session(t) for t in tokens))
+    sessions = await asyncio.gather(*(st.get_token_owner(t) for t in tokens))
     for token, session in zip(tokens, sessions, strict=True):
-        assert session == (await st.get_session(token)), token  # same as alone
+        assert session == (await st.get_token_owner(token)), token  # same as alone
     assert sessions[-3] is None
     by_token = dict(zip(tokens, sessions, strict=True))
     s5, s6, s3e, far = by_token["tok5"], by_token["tok6"], by_token["tok3-e"], by_token["tok-far"]
     assert s5 is not None and s5.is_deactivated and s5.device_id == "D5"
-    assert s6 is not None and s6.account_type is AccountType.ADMIN and s6.localpart == "u6"
-    assert s3e is not None and (s3e.localpart, s3e.device_id) == ("u3", "E3")
-    assert far is not None and far.user_id == elsewhere
+    assert s6 is not None and s6.account_type is AccountType.ADMIN and s6.user.localpart == "u6"
+    assert s3e is not None and (s3e.user.localpart, s3e.device_id) == ("u3", "E3")
+    assert far is not None and far.user == elsewhere
 
     users = [UserID(f"u{i}", SN) for i in range(n)] + [elsewhere, UserID("ghost", SN)]
     lists = await asyncio.gather(*(st.get_devices(u) for u in users))
@@ -243,7 +247,7 @@ async def test_a_read_asked_while_another_is_in_flight_is_fresh(st: Any) -> None
     if isinstance(st, SqlStorage):
         # Hold the first read's answer back once the database has given it, so the
         # second request asks while the first is still in flight.
-        fetch = st._session_reads._fetch
+        fetch = st._token_owner_reads._fetch
 
         async def held(keys: Any) -> Any:
             rows = await fetch(keys)
@@ -251,11 +255,11 @@ async def test_a_read_asked_while_another_is_in_flight_is_fresh(st: Any) -> None
             await answer.wait()
             return rows
 
-        st._session_reads._fetch = held
-    first = asyncio.create_task(st.get_session("tok1"))
+        st._token_owner_reads._fetch = held
+    first = asyncio.create_task(st.get_token_owner("tok1"))
     await (read.wait() if isinstance(st, SqlStorage) else first)  # memory: no I/O
     st.set_account_flags(ALICE, account_type=AccountType.USER)
-    second = asyncio.create_task(st.get_session("tok1"))
+    second = asyncio.create_task(st.get_token_owner("tok1"))
     await asyncio.sleep(0)
     answer.set()
     before, after = await first, await second
@@ -277,14 +281,14 @@ async def test_open_while_closing_nests(st: Any) -> None:
     await st.create_account(account("alice"), NewDevice("D1", "tok1"))
     await st.open()  # two openers now
     await st.close()
-    reading = asyncio.create_task(st.get_session("tok1"))
+    reading = asyncio.create_task(st.get_token_owner("tok1"))
     await asyncio.sleep(0)
     closing = asyncio.create_task(st.close())  # the last opener
     await asyncio.sleep(0)
     await st.open()
     await closing
     assert (await reading) is not None
-    session = await st.get_session("tok1")
+    session = await st.get_token_owner("tok1")
     assert session is not None and session.device_id == "D1"
 
 
@@ -296,7 +300,7 @@ async def test_create_and_get_account(st: AdminStorage) -> None:
                                     user_type="bot"), None)
     acc = await st.get_account(ALICE)
     assert acc is not None
-    assert (acc.localpart, acc.server_name, acc.created_ts, acc.account_type) == (
+    assert (acc.user.localpart, acc.user.server_name, acc.created_ts, acc.account_type) == (
         "alice", SN, 42, AccountType.ADMIN)
     assert (acc.is_deactivated, acc.appservice_id, acc.user_type) == (False, None, "bot")
     assert await st.get_profile(ALICE) == Profile("Alice", "mxc://x/y")
@@ -315,8 +319,8 @@ async def test_create_account_taken_is_atomic(st: Any) -> None:
     with pytest.raises(UserInUseError):
         await st.create_account(account("alice", AccountType.ADMIN, password_hash="second",
                                         display_name="Mallory"), NewDevice("D2", "t2"))
-    assert await st.get_session("t2") is None
-    assert await st.get_session("t1") is not None
+    assert await st.get_token_owner("t2") is None
+    assert await st.get_token_owner("t1") is not None
     assert st.password_hash(ALICE) == "first"
     acc = await st.get_account(ALICE)
     assert acc is not None and acc.account_type is AccountType.USER
@@ -335,21 +339,21 @@ async def test_concurrent_create_account_exactly_one_wins(st: AdminStorage) -> N
     results = await asyncio.gather(*(attempt(i) for i in range(8)))
     assert results.count(True) == 1
     winner = results.index(True)
-    assert await st.get_session(f"race-{winner}") is not None
+    assert await st.get_token_owner(f"race-{winner}") is not None
     for i in range(8):
         if i != winner:
-            assert await st.get_session(f"race-{i}") is None
+            assert await st.get_token_owner(f"race-{i}") is None
 
 
 async def test_localpart_exists_case_insensitive(st: AdminStorage) -> None:
-    assert await st.localpart_exists("alice", SN) is False
+    assert await st.localpart_exists(UserID("alice", SN)) is False
     await st.create_account(account("alice"), None)
-    assert await st.localpart_exists("alice", SN) is True
-    assert await st.localpart_exists("ALICE", SN) is True
-    assert await st.localpart_exists("aLiCe", SN) is True
-    assert await st.localpart_exists("alice", "other.example") is False
-    assert await st.localpart_exists("alic", SN) is False
-    assert await st.localpart_exists("alice_", SN) is False
+    assert await st.localpart_exists(UserID("alice", SN)) is True
+    assert await st.localpart_exists(UserID("ALICE", SN)) is True
+    assert await st.localpart_exists(UserID("aLiCe", SN)) is True
+    assert await st.localpart_exists(UserID("alice", "other.example")) is False
+    assert await st.localpart_exists(UserID("alic", SN)) is False
+    assert await st.localpart_exists(UserID("alice_", SN)) is False
 
 
 async def test_set_password_logout(st: Any) -> None:
@@ -357,23 +361,23 @@ async def test_set_password_logout(st: Any) -> None:
     st.add_device(ALICE, NewDevice("D2", "t2"))
     st.add_device(ALICE, NewDevice("D3", "t3"))
     await st.create_account(account("bob"), NewDevice("D1", "tb"))
-    await st.record_activity([Activity("alice", SN, "D2", "1.2.3.4", "ua", 5)])
+    await st.record_activity([Activity(UserID("alice", SN), "D2", "1.2.3.4", "ua", 5)])
 
     await st.set_password(ALICE, "h-1", logout_devices=False)
     assert st.password_hash(ALICE) == "h-1"
-    assert [await st.get_session(t) is not None for t in ("t1", "t2", "t3")] == [True] * 3
+    assert [await st.get_token_owner(t) is not None for t in ("t1", "t2", "t3")] == [True] * 3
 
     await st.set_password(ALICE, "h-2", logout_devices=True, keep_device_id="D2")
     assert st.password_hash(ALICE) == "h-2"
-    assert [await st.get_session(t) is not None for t in ("t1", "t2", "t3")] == [
+    assert [await st.get_token_owner(t) is not None for t in ("t1", "t2", "t3")] == [
         False, True, False]
     devices = await st.get_devices(ALICE)
     assert [d.device_id for d in devices] == ["D2"]
     assert devices[0].connections == (Connection("1.2.3.4", "ua", 5),)
 
     await st.set_password(ALICE, "h-3", logout_devices=True)
-    assert await st.get_session("t2") is None and await st.get_devices(ALICE) == []
-    assert await st.get_session("tb") is not None  # other users untouched
+    assert await st.get_token_owner("t2") is None and await st.get_devices(ALICE) == []
+    assert await st.get_token_owner("tb") is not None  # other users untouched
     assert st.password_hash(BOB) == "hash-bob"
     # unknown user: nothing happens, nothing raised
     await st.set_password(UserID("nobody", SN), "h", logout_devices=True)
@@ -425,9 +429,9 @@ async def test_create_room_and_its_events(st: AdminStorage) -> None:
     assert room_id.startswith("!") and room_id.endswith(":" + SN)
     assert await st.room_exists(room_id) is True
     assert await st.room_exists(f"!unknown:{SN}") is False
-    assert await st.get_membership(room_id, SERVER_USER) == "join"
-    assert await st.get_membership(room_id, f"@x:{SN}") is None
-    assert await st.get_membership(f"!unknown:{SN}", SERVER_USER) is None
+    assert await st.get_membership(room_id, U(SERVER_USER)) == "join"
+    assert await st.get_membership(room_id, U(f"@x:{SN}")) is None
+    assert await st.get_membership(f"!unknown:{SN}", U(SERVER_USER)) is None
 
     events = room_events(st, room_id)
     assert [(e["type"], e.get("state_key")) for e in events] == [
@@ -442,7 +446,7 @@ async def test_create_room_and_its_events(st: AdminStorage) -> None:
 
     message = {"msgtype": "m.text", "body": "hi", "format": "org.matrix.custom.html",
                "formatted_body": "<b>hi</b>"}
-    event_id = await st.send_event(room_id, SERVER_USER, "m.room.message", message)
+    event_id = await st.send_event(room_id, U(SERVER_USER), "m.room.message", message)
     last = room_events(st, room_id)[-1]
     assert last["event_id"] == event_id and last["content"] == message
     assert "state_key" not in last and last["prev_events"] == [events[-1]["event_id"]]
@@ -454,7 +458,7 @@ async def test_apply_memberships_and_paging(st: AdminStorage) -> None:
     room_id = await make_room(st)
     local = [f"@u{i:03d}:{SN}" for i in range(30)]
     changes = joins(*local, u001="One") + joins("@zed:remote.example", "@aaa:remote.example")
-    changes.append(MembershipChange(SERVER_USER, f"@invited:{SN}", {"membership": "invite"}))
+    changes.append(MembershipChange(U(SERVER_USER), U(f"@invited:{SN}"), {"membership": "invite"}))
     ids = await st.apply_memberships(room_id, changes)
     assert len(ids) == len(changes) == len(set(ids))
     events = room_events(st, room_id)
@@ -463,34 +467,34 @@ async def test_apply_memberships_and_paging(st: AdminStorage) -> None:
 
     everyone = sorted([*local, SERVER_USER])
     page = await st.get_local_joined_members(room_id, SN, after=None, limit=5)
-    assert [m.user_id for m in page] == everyone[:5]
+    assert [str(m.user) for m in page] == everyone[:5]
     # "@_server" sorts before "@u…" byte-wise ('_' < 'u')
-    assert page[0] == Member(SERVER_USER, "Srv", None)
-    assert Member(f"@u001:{SN}", "One", None) in page
+    assert page[0] == Member(U(SERVER_USER), "Srv", None)
+    assert Member(U(f"@u001:{SN}"), "One", None) in page
     collected: list[str] = []
-    after: str | None = None
+    after: UserID | None = None
     while True:
         page = await st.get_local_joined_members(room_id, SN, after=after, limit=7)
         if not page:
             break
-        collected += [m.user_id for m in page]
-        after = page[-1].user_id
+        collected += [str(m.user) for m in page]
+        after = page[-1].user
     assert collected == everyone  # no remote users, no invitees, no duplicates
     assert await st.get_local_joined_members(room_id, SN, after=None, limit=0) == []
     assert await st.get_local_joined_members(f"!nope:{SN}", SN, after=None, limit=5) == []
-    assert await st.get_local_joined_members(room_id, SN, after=everyone[-1], limit=5) == []
+    assert await st.get_local_joined_members(room_id, SN, after=U(everyone[-1]), limit=5) == []
 
     # leaves (as an evacuation sends them) remove members from the joined set
-    leaves = [MembershipChange(u, u, {"membership": "leave", "displayname": "x"})
+    leaves = [MembershipChange(U(u), U(u), {"membership": "leave", "displayname": "x"})
               for u in local[:10]]
     await st.apply_memberships(room_id, leaves)
     rest = await st.get_local_joined_members(room_id, SN, after=None, limit=100)
-    assert [m.user_id for m in rest] == sorted([*local[10:], SERVER_USER])
-    assert await st.get_membership(room_id, local[0]) == "leave"
-    assert await st.get_membership(room_id, f"@invited:{SN}") == "invite"
+    assert [str(m.user) for m in rest] == sorted([*local[10:], SERVER_USER])
+    assert await st.get_membership(room_id, U(local[0])) == "leave"
+    assert await st.get_membership(room_id, U(f"@invited:{SN}")) == "invite"
     # re-joining puts them back
     await st.apply_memberships(room_id, joins(local[0]))
-    assert local[0] in [m.user_id for m in await st.get_local_joined_members(
+    assert local[0] in [str(m.user) for m in await st.get_local_joined_members(
         room_id, SN, after=None, limit=100)]
 
 
@@ -498,7 +502,7 @@ async def test_member_order_is_bytewise(st: AdminStorage) -> None:
     room_id = await make_room(st)
     users = [f"@{lp}:{SN}" for lp in ("b", "a", "a.b", "a-b", "a_b", "a0", "z", "0", "=")]
     await st.apply_memberships(room_id, joins(*users))
-    got = [m.user_id for m in await st.get_local_joined_members(room_id, SN, after=None,
+    got = [str(m.user) for m in await st.get_local_joined_members(room_id, SN, after=None,
                                                                   limit=100)]
     assert got == sorted([*users, SERVER_USER])
 
@@ -508,10 +512,10 @@ async def test_large_batch(st: AdminStorage) -> None:
     users = [f"@m{i:05d}:{SN}" for i in range(1_234)]
     ids = await st.apply_memberships(room_id, joins(*users))
     assert len(set(ids)) == 1_234
-    got = await st.get_local_joined_members(room_id, SN, after=users[600], limit=1_000)
-    assert [m.user_id for m in got] == users[601:]
+    got = await st.get_local_joined_members(room_id, SN, after=U(users[600]), limit=1_000)
+    assert [str(m.user) for m in got] == users[601:]
     await st.apply_memberships(room_id, [
-        MembershipChange(u, u, {"membership": "leave"}) for u in users[:700]])
+        MembershipChange(U(u), U(u), {"membership": "leave"}) for u in users[:700]])
     left = await st.get_local_joined_members(room_id, SN, after=None, limit=10_000)
     assert len(left) == 1_234 - 700 + 1
 
@@ -520,23 +524,23 @@ async def test_repeated_target_in_one_batch(st: AdminStorage) -> None:
     room_id = await make_room(st)
     u = f"@flip:{SN}"
     await st.apply_memberships(room_id, [
-        MembershipChange(SERVER_USER, u, {"membership": "invite"}),
-        MembershipChange(u, u, {"membership": "join", "displayname": "Flip"}),
-        MembershipChange(u, u, {"membership": "leave"}),
+        MembershipChange(U(SERVER_USER), U(u), {"membership": "invite"}),
+        MembershipChange(U(u), U(u), {"membership": "join", "displayname": "Flip"}),
+        MembershipChange(U(u), U(u), {"membership": "leave"}),
     ])
-    assert await st.get_membership(room_id, u) == "leave"
+    assert await st.get_membership(room_id, U(u)) == "leave"
     assert room_events(st, room_id)[-1]["content"] == {"membership": "leave"}
 
 
 async def test_get_user_rooms(st: AdminStorage) -> None:
     me = f"@alice:{SN}"
     r_joined, r_invited, r_left = [await make_room(st) for _ in range(3)]
-    await st.apply_memberships(r_joined, [MembershipChange(
-        me, me, {"membership": "join", "displayname": "Al", "avatar_url": "mxc://a/1"})])
+    await st.apply_memberships(r_joined, [MembershipChange(U(
+        me), U(me), {"membership": "join", "displayname": "Al", "avatar_url": "mxc://a/1"})])
     await st.apply_memberships(r_invited, [
-        MembershipChange(SERVER_USER, me, {"membership": "invite"})])
-    await st.apply_memberships(r_left, [MembershipChange(me, me, {"membership": "join"}),
-                                        MembershipChange(me, me, {"membership": "leave"})])
+        MembershipChange(U(SERVER_USER), U(me), {"membership": "invite"})])
+    await st.apply_memberships(r_left, [MembershipChange(U(me), U(me), {"membership": "join"}),
+                                        MembershipChange(U(me), U(me), {"membership": "leave"})])
     r_notice = await st.create_server_notice_room(
         ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice")
     assert r_notice is not None
@@ -571,9 +575,9 @@ async def test_state_content_and_state_events(st: AdminStorage) -> None:
     assert await st.get_state_content(room_id, "m.room.member", SERVER_USER) == {
         "membership": "join", "displayname": "Srv"}
 
-    first = await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+    first = await st.send_state_event(room_id, U(SERVER_USER), "m.room.name", "",
                                       {"name": "Old", "x": {"kept": [1]}})
-    second = await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+    second = await st.send_state_event(room_id, U(SERVER_USER), "m.room.name", "",
                                        {"name": "New"})
     assert first != second
     events = room_events(st, room_id)
@@ -584,20 +588,20 @@ async def test_state_content_and_state_events(st: AdminStorage) -> None:
     assert got == {"name": "New"}
     got["name"] = "changed by the caller"  # a copy: the stored state is not touched
     assert await st.get_state_content(room_id, "m.room.name", "") == {"name": "New"}
-    await st.send_state_event(room_id, SERVER_USER, "m.room.topic", "k", {"topic": "t"})
+    await st.send_state_event(room_id, U(SERVER_USER), "m.room.topic", "k", {"topic": "t"})
     assert await st.get_state_content(room_id, "m.room.topic", "") is None
     assert await st.get_state_content(room_id, "m.room.topic", "k") == {"topic": "t"}
 
     # Atomic: content that is not JSON sends nothing and changes nothing.
     with pytest.raises(ValueError, match="JSON compliant"):
-        await st.send_state_event(room_id, SERVER_USER, "m.room.name", "",
+        await st.send_state_event(room_id, U(SERVER_USER), "m.room.name", "",
                                   {"name": float("nan")})
     assert len(room_events(st, room_id)) == len(events) + 1
     assert await st.get_state_content(room_id, "m.room.name", "") == {"name": "New"}
 
 
 def notice_room_spec(target: str) -> NewRoom:
-    return NewRoom(creator=SERVER_USER, room_version="10", create_content={},
+    return NewRoom(creator=U(SERVER_USER), room_version="10", create_content={},
                    initial_state=(
                        ("m.room.member", SERVER_USER, {"membership": "join"}),
                        ("m.room.member", target, {"membership": "invite"}),
@@ -609,7 +613,7 @@ async def test_create_server_notice_room(st: AdminStorage) -> None:
     assert await st.get_server_notice_room(ALICE) is None
     first = await st.create_server_notice_room(
         ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice",
-        joins=[MembershipChange(me, me, {"membership": "join", "displayname": "Al"})])
+        joins=[MembershipChange(U(me), U(me), {"membership": "join", "displayname": "Al"})])
     assert first is not None
     assert await st.get_server_notice_room(ALICE) == first
     assert [(e["type"], e.get("state_key"), e["content"].get("membership"))
@@ -648,7 +652,7 @@ async def test_create_server_notice_room_failing_part_way_leaves_nothing(
     with pytest.raises(ValueError):  # noqa: PT011 - whatever the backend's JSON encoder says
         await st.create_server_notice_room(
             ALICE, notice_room_spec(me), replacing=None, tag="m.server_notice",
-            joins=[MembershipChange(me, me, unserialisable)])
+            joins=[MembershipChange(U(me), U(me), unserialisable)])
     assert await st.get_server_notice_room(ALICE) is None
     assert await st.get_user_rooms(ALICE) == []
     # and the next attempt works
@@ -674,7 +678,7 @@ async def test_two_workers_setting_up_one_notices_room_make_one(
             assert await first.get_server_notice_room(user) == winners[0]
             assert [r.room_id for r in await first.get_user_rooms(user)] == winners
             # and the same notice PUT reaching both workers at once is sent once
-            key = NoticeTxnKey(f"@admin:{SN}", "DEV", f"race{attempt}")
+            key = NoticeTxnKey(U(f"@admin:{SN}"), "DEV", f"race{attempt}")
             sent = await asyncio.gather(*(send_once(s, winners[0], key, "once", 1)
                                           for s in storages))
             assert sent[0] == sent[1]
@@ -692,26 +696,26 @@ def message_bodies(st: AdminStorage, room_id: str) -> list[str]:
 
 async def send_once(st: AdminStorage, room_id: str, key: NoticeTxnKey, body: str,
                     ts: int) -> str:
-    return await st.send_event(room_id, SERVER_USER, "m.room.message",
+    return await st.send_event(room_id, U(SERVER_USER), "m.room.message",
                                {"msgtype": "m.text", "body": body}, txn=key, txn_ts=ts)
 
 
 async def test_notice_txns(st: AdminStorage) -> None:
     room_id = await make_room(st)
-    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "txn-1")
+    key = NoticeTxnKey(U(f"@admin:{SN}"), "DEV", "txn-1")
     assert await st.get_notice_txn(key) is None
     first = await send_once(st, room_id, key, "first", 1_000)
     # Recorded with the event, in the same write: a repeat sends nothing.
     assert await st.get_notice_txn(key) == first
     assert await send_once(st, room_id, key, "second", 2_000) == first
     assert message_bodies(st, room_id) == ["first"]
-    other_device = NoticeTxnKey(key.user_id, "DEV2", "txn-1")
-    other_txn = NoticeTxnKey(key.user_id, "DEV", "txn-2")
+    other_device = NoticeTxnKey(key.user, "DEV2", "txn-1")
+    other_txn = NoticeTxnKey(key.user, "DEV", "txn-2")
     d2 = await send_once(st, room_id, other_device, "d2", 3_000)
     t2 = await send_once(st, room_id, other_txn, "t2", 5_000)
     assert len({first, d2, t2}) == 3
     # without a transaction id every send is a new event
-    plain = [await st.send_event(room_id, SERVER_USER, "m.room.message",
+    plain = [await st.send_event(room_id, U(SERVER_USER), "m.room.message",
                                  {"msgtype": "m.text", "body": "plain"}) for _ in range(2)]
     assert len(set(plain)) == 2
 
@@ -731,15 +735,15 @@ async def test_failed_writes_leave_the_room_as_it_was(st: AdminStorage) -> None:
     me = str(ALICE)
     with pytest.raises(ValueError, match="JSON compliant"):
         await st.apply_memberships(room_id, [
-            MembershipChange(me, me, {"membership": "join"}),
-            MembershipChange(me, me, {"membership": "leave", "reason": float("nan")})])
+            MembershipChange(U(me), U(me), {"membership": "join"}),
+            MembershipChange(U(me), U(me), {"membership": "leave", "reason": float("nan")})])
     with pytest.raises(ValueError, match="JSON compliant"):
-        await st.send_event(room_id, SERVER_USER, "m.room.message",
+        await st.send_event(room_id, U(SERVER_USER), "m.room.message",
                             {"msgtype": "m.text", "body": float("inf")})
     assert room_events(st, room_id) == before
-    assert await st.get_membership(room_id, me) is None
+    assert await st.get_membership(room_id, U(me)) is None
     # and the next event follows on from the last one that was written
-    await st.send_event(room_id, SERVER_USER, "m.room.message",
+    await st.send_event(room_id, U(SERVER_USER), "m.room.message",
                         {"msgtype": "m.text", "body": "next"})
     after = room_events(st, room_id)
     assert after[-1]["depth"] == before[-1]["depth"] + 1
@@ -748,7 +752,7 @@ async def test_failed_writes_leave_the_room_as_it_was(st: AdminStorage) -> None:
 
 async def test_concurrent_sends_of_one_txn_send_once(st: AdminStorage) -> None:
     room_id = await make_room(st)
-    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "race")
+    key = NoticeTxnKey(U(f"@admin:{SN}"), "DEV", "race")
     kept = await asyncio.gather(*(send_once(st, room_id, key, f"try {i}", i)
                                   for i in range(6)))
     assert len(set(kept)) == 1
@@ -758,13 +762,13 @@ async def test_concurrent_sends_of_one_txn_send_once(st: AdminStorage) -> None:
 
 async def test_a_failed_send_records_no_txn(st: AdminStorage) -> None:
     room_id = await make_room(st)
-    key = NoticeTxnKey(f"@admin:{SN}", "DEV", "fails")
+    key = NoticeTxnKey(U(f"@admin:{SN}"), "DEV", "fails")
     with pytest.raises(ValueError, match="JSON compliant"):
-        await st.send_event(room_id, SERVER_USER, "m.room.message",
+        await st.send_event(room_id, U(SERVER_USER), "m.room.message",
                             {"msgtype": "m.text", "body": float("nan")}, txn=key, txn_ts=1)
     assert await st.get_notice_txn(key) is None
     with pytest.raises(KeyError):
-        await st.send_event("!missing:x", SERVER_USER, "m.room.message",
+        await st.send_event("!missing:x", U(SERVER_USER), "m.room.message",
                             {"msgtype": "m.text", "body": "x"}, txn=key, txn_ts=1)
     assert await st.get_notice_txn(key) is None
     assert message_bodies(st, room_id) == []
@@ -825,7 +829,7 @@ async def test_cancellation_is_never_lost(st: AdminStorage) -> None:
 
     async def loop_forever() -> None:
         while True:
-            await st.get_session("tok")
+            await st.get_token_owner("tok")
             await asyncio.sleep(0)  # MemoryStorage never suspends by itself
 
     for i in range(150):

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from dendrite_admin_ext.activity import merge_pending
-from dendrite_admin_ext.storage.base import Connection, DeviceInfo
+from dendrite_admin_ext.storage.types import Connection, DeviceInfo
 
 from .conftest import Harness
 

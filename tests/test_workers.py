@@ -18,8 +18,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.registration import compute_mac
-from dendrite_admin_ext.storage.base import AccountType, AdminStorage
+from dendrite_admin_ext.services.registration import compute_mac
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.types import AccountType
 
 from .conftest import SECRET, SERVER, make_config, make_host_app, make_user, room_events
 from .sql_backends import make_storage

@@ -7,9 +7,9 @@ from aiohttp import web
 from ..auth import get_requester
 from ..context import get_context
 from ..errors import InvalidParam
-from ..notices import Notice, parse_notice, send_server_notice, send_server_notice_once
 from ..responses import json_response
-from ..storage.base import NoticeTxnKey
+from ..services.notices import Notice, parse_notice, send_server_notice, send_server_notice_once
+from ..storage.types import NoticeTxnKey
 
 __all__ = ["send_notice", "send_notice_txn"]
 
@@ -34,6 +34,6 @@ async def send_notice_txn(request: web.Request) -> web.Response:
     if len(txn_id) > MAX_TXN_ID_LENGTH:
         raise InvalidParam(f"Transaction ID is longer than {MAX_TXN_ID_LENGTH} characters")
     notice = await _read_notice(request)
-    key = NoticeTxnKey(requester.user_id, requester.device_id, txn_id)
+    key = NoticeTxnKey(requester.user, requester.device_id, txn_id)
     event_id = await send_server_notice_once(get_context(request), notice, key)
     return json_response({"event_id": event_id})

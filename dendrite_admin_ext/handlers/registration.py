@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..context import get_context
-from ..registration import issue_nonce, register_user
 from ..responses import json_response
+from ..services.registration import issue_nonce, register_user
 
 __all__ = ["get_nonce", "post_register"]
 

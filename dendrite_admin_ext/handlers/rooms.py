@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .. import rooms
 from ..context import get_context
 from ..identifiers import parse_room_id
 from ..responses import json_response
+from ..services import evacuation as rooms
 from .users import local_user
 
 __all__ = ["evacuate_room", "evacuate_user"]

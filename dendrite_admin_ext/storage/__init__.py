@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..config import DatabaseConfig
-from .base import AdminStorage
 from .memory import MemoryStorage
+from .protocols import AdminStorage
 
 __all__ = ["AdminStorage", "MemoryStorage", "storage_from_config"]
 

@@ -24,8 +24,8 @@ import psycopg2
 import psycopg2.extensions
 
 from ..errors import StorageUnavailableError
-from .schema import POSTGRES
 from .sql import Op, Result, SqlStorage, Stmt
+from .sql.schema import POSTGRES
 
 __all__ = ["PostgresStorage"]
 

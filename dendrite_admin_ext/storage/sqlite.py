@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import StorageUnavailableError
-from .schema import SQLITE
 from .sql import Op, SqlStorage, drive_sync
+from .sql.schema import SQLITE
 
 __all__ = ["SqliteStorage"]
 

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from dendrite_admin_ext.storage.base import AdminStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
 
 from .server import WHOIS_ADMINS, seed, whois_token
 
@@ -81,7 +81,7 @@ async def _storage_call(storage: AdminStorage, server_name: str) -> Call:
     tokens = _tokens()
 
     async def call() -> None:
-        assert await storage.get_session(next(tokens)) is not None
+        assert await storage.get_token_owner(next(tokens)) is not None
     return call
 
 

@@ -58,11 +58,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dendrite_admin_ext.storage.base import MembershipChange, NewRoom
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.types import MembershipChange, NewRoom
 
 from ..standalone import Server, write_config
 from .server import ADMIN, ADMIN_TOKEN, NOTIFIED, WHOIS_ADMINS, whois_admin, whois_token
 from .synapse import SynapseServer, synapse, synapse_python, version_of
+
+_uid = UserID.from_stored  # user IDs written as strings in these tests
 
 __all__ = ["PROFILES", "main"]
 
@@ -495,13 +498,14 @@ def seed_room(dsn: str, members: int) -> str:
         try:
             creator = f"@{ADMIN}:{SERVER_NAME}"
             room_id = await storage.create_room(NewRoom(
-                creator=creator, room_version="10", create_content={"creator": creator},
+                creator=_uid(creator), room_version="10", create_content={"creator": creator},
                 initial_state=(("m.room.member", creator, {"membership": "join"}),
                                ("m.room.join_rules", "", {"join_rule": "public"}))))
             batch = 1000
             for start in range(0, members, batch):
                 await storage.apply_memberships(room_id, [
-                    MembershipChange(u, u, {"membership": "join", "displayname": f"member {i}"})
+                    MembershipChange(_uid(u), _uid(u),
+                                     {"membership": "join", "displayname": f"member {i}"})
                     for i in range(start, min(members, start + batch))
                     for u in [f"@m{i:06d}:{SERVER_NAME}"]])
             return room_id

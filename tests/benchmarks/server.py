@@ -31,8 +31,9 @@ from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.passwords import PasswordHasher
 from dendrite_admin_ext.server import build_standalone_app
 from dendrite_admin_ext.storage import storage_from_config
-from dendrite_admin_ext.storage.base import AccountType, AdminStorage, NewAccount, NewDevice
 from dendrite_admin_ext.storage.memory import MemoryStorage
+from dendrite_admin_ext.storage.protocols import AdminStorage
+from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice
 
 __all__ = ["ADMIN_TOKEN", "RESET_USERS", "WHOIS_ADMINS", "main", "reset_token",
            "whois_admin", "whois_token"]
@@ -110,7 +111,7 @@ async def seed(storage: AdminStorage, server_name: str) -> None:
         if await storage.get_account(UserID(localpart, server_name)) is not None:
             return  # a restarted server on a kept database
         await storage.create_account(
-            NewAccount(localpart, server_name, None, kind, 1_000, display_name=localpart),
+            NewAccount(UserID(localpart, server_name), None, kind, 1_000, display_name=localpart),
             NewDevice(device, token, "bench"))
 
     await account(ADMIN, AccountType.ADMIN, "BENCHDEV", ADMIN_TOKEN)

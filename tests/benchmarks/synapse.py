@@ -9,7 +9,7 @@ runs as its own process on a loopback port, on a fresh SQLite file or a fresh da
 the benchmarks' throw-away PostgreSQL cluster, with the defaults an operator gets except:
 bcrypt cost 4 (only to set up accounts quickly), no federation key servers, no metrics,
 logging at WARNING.  Its accounts are made through its shared-secret registration API,
-by this project's own MAC code (``dendrite_admin_ext.registration.compute_mac``).
+by this project's own MAC code (``dendrite_admin_ext.services.registration.compute_mac``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from dendrite_admin_ext.registration import compute_mac
+from dendrite_admin_ext.services.registration import compute_mac
 
 from ..standalone import free_port
 

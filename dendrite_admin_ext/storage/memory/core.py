@@ -1,4 +1,4 @@
-"""In-memory storage: the reference implementation of the protocol, used by tests.
+"""In-memory storage of the core features (auth, accounts, nonces, rooms, notices, audit).
 
 It keeps no data across restarts.  Every other backend must behave exactly like this
 one; the contract suite in ``tests/test_storage_contract.py`` checks that they do.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import bisect
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
-from ..errors import UserInUseError
-from ..events import (
+from ...errors import UserInUseError
+from ...events import (
     ROOM_VERSION,
     build_event,
     canonical_json,
@@ -21,8 +21,8 @@ from ..events import (
     new_room_id,
     now_ms,
 )
-from ..identifiers import UserID
-from .base import (
+from ...identifiers import UserID
+from ..types import (
     Account,
     Activity,
     AuditEntry,
@@ -35,63 +35,16 @@ from .base import (
     NewRoom,
     NoticeTxnKey,
     Profile,
-    Session,
+    TokenOwner,
     UserRoom,
 )
+from .base import MemoryBase, _AccountRow, _Device, _Room
 
-__all__ = ["MemoryStorage"]
-
-
-@dataclass
-class _Device:
-    device_id: str
-    access_token: str
-    display_name: str | None
-    created_ts: int
-    session_id: int
-    last_seen_ts: int | None = None
-    ip: str | None = None
-    user_agent: str | None = None
-    # (ip, user_agent) -> last_seen_ts
-    connections: dict[tuple[str, str], int] = field(default_factory=dict)
+__all__ = ["MemoryCore"]
 
 
-@dataclass
-class _AccountRow:
-    account: Account
-    password_hash: str | None
-    devices: dict[str, _Device] = field(default_factory=dict)
-
-
-@dataclass
-class _Room:
-    room_id: str
-    depth: int = 0
-    latest: list[str] = field(default_factory=list)
-    state: dict[tuple[str, str], str] = field(default_factory=dict)
-    state_content: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    # user_id -> (membership, content)
-    members: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
-    # sorted user IDs currently joined, for cheap paging
-    joined: list[str] = field(default_factory=list)
-
-
-class MemoryStorage:
-    """Reference backend.  All methods complete without awaiting, so each is atomic."""
-
-    def __init__(self) -> None:
-        self.accounts: dict[tuple[str, str], _AccountRow] = {}
-        self.tokens: dict[str, tuple[str, str, str]] = {}
-        self.profiles: dict[tuple[str, str], Profile] = {}
-        self.nonces: dict[str, int] = {}
-        self.rooms: dict[str, _Room] = {}
-        self.events: list[dict[str, Any]] = []
-        self.account_data: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.notice_rooms: dict[str, str] = {}
-        self.notice_txns: dict[NoticeTxnKey, tuple[str, int]] = {}
-        self.audit: list[AuditEntry] = []
-        self._audit_ids = 0
-        self._session_seq = 0
+class MemoryCore(MemoryBase):
+    """Reference backend of the core protocols.  No method awaits, so each is atomic."""
 
     # -- lifecycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -104,20 +57,20 @@ class MemoryStorage:
         return None
 
     # -- authentication ----------------------------------------------------------------
-    async def get_session(self, access_token: str) -> Session | None:
+    async def get_token_owner(self, access_token: str) -> TokenOwner | None:
         found = self.tokens.get(access_token)
         if found is None:
             return None
-        localpart, server_name, device_id = found
-        row = self.accounts.get((localpart, server_name))
+        user, device_id = found
+        row = self.accounts.get(user)
         if row is None or device_id not in row.devices:
             return None
         acc = row.account
-        return Session(localpart, server_name, device_id, acc.account_type, acc.is_deactivated)
+        return TokenOwner(user, device_id, acc.account_type, acc.is_deactivated)
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         for a in seen:
-            row = self.accounts.get((a.localpart, a.server_name))
+            row = self.accounts.get(a.user)
             dev = row.devices.get(a.device_id) if row else None
             if dev is None:
                 continue
@@ -129,20 +82,21 @@ class MemoryStorage:
 
     # -- accounts ------------------------------------------------------------------------
     async def get_account(self, user: UserID) -> Account | None:
-        row = self.accounts.get((user.localpart, user.server_name))
+        row = self.accounts.get(user)
         return row.account if row else None
 
-    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
-        wanted = localpart.lower()
-        return any(lp.lower() == wanted and sn == server_name for lp, sn in self.accounts)
+    async def localpart_exists(self, user: UserID) -> bool:
+        wanted = user.localpart.lower()
+        return any(u.localpart.lower() == wanted and u.server_name == user.server_name
+                   for u in self.accounts)
 
     async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
-        key = (account.localpart, account.server_name)
+        key = account.user
         if key in self.accounts:
-            raise UserInUseError(account.localpart)
+            raise UserInUseError(key.localpart)
         row = _AccountRow(
-            Account(account.localpart, account.server_name, account.created_ts,
-                    account.account_type, user_type=account.user_type),
+            Account(key, account.created_ts, account.account_type,
+                    user_type=account.user_type),
             account.password_hash,
         )
         self.accounts[key] = row
@@ -159,13 +113,13 @@ class MemoryStorage:
             device.device_id, device.access_token, device.display_name, now, self._session_seq
         )
         acc = row.account
-        self.tokens[device.access_token] = (acc.localpart, acc.server_name, device.device_id)
+        self.tokens[device.access_token] = (acc.user, device.device_id)
 
     async def set_password(
         self, user: UserID, password_hash: str, *, logout_devices: bool,
         keep_device_id: str | None = None,
     ) -> None:
-        row = self.accounts.get((user.localpart, user.server_name))
+        row = self.accounts.get(user)
         if row is None:
             return
         row.password_hash = password_hash
@@ -175,7 +129,7 @@ class MemoryStorage:
                     self.tokens.pop(row.devices.pop(device_id).access_token, None)
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
-        row = self.accounts.get((user.localpart, user.server_name))
+        row = self.accounts.get(user)
         if row is None:
             return []
         out = []
@@ -190,22 +144,22 @@ class MemoryStorage:
         return out
 
     async def get_profile(self, user: UserID) -> Profile | None:
-        return self.profiles.get((user.localpart, user.server_name))
+        return self.profiles.get(user)
 
     async def set_profile(self, user: UserID, profile: Profile) -> None:
-        self.profiles[(user.localpart, user.server_name)] = profile
+        self.profiles[user] = profile
 
     # test helpers (not part of the protocol) ------------------------------------------
     def add_device(self, user: UserID, device: NewDevice) -> None:
-        self._add_device(self.accounts[(user.localpart, user.server_name)], device,
+        self._add_device(self.accounts[user], device,
                          now_ms())
 
     def set_account_flags(self, user: UserID, **changes: Any) -> None:
-        row = self.accounts[(user.localpart, user.server_name)]
+        row = self.accounts[user]
         row.account = replace(row.account, **changes)
 
     def password_hash(self, user: UserID) -> str | None:
-        return self.accounts[(user.localpart, user.server_name)].password_hash
+        return self.accounts[user].password_hash
 
     # -- nonces ---------------------------------------------------------------------------
     async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
@@ -263,12 +217,12 @@ class MemoryStorage:
         return room_id in self.rooms
 
     async def get_local_joined_members(
-        self, room_id: str, server_name: str, *, after: str | None, limit: int
+        self, room_id: str, server_name: str, *, after: UserID | None, limit: int
     ) -> list[Member]:
         room = self.rooms.get(room_id)
         if room is None:
             return []
-        start = 0 if after is None else bisect.bisect_right(room.joined, after)
+        start = 0 if after is None else bisect.bisect_right(room.joined, str(after))
         suffix = ":" + server_name
         out: list[Member] = []
         for i in range(start, len(room.joined)):  # no slice copy: pages stay O(limit)
@@ -276,7 +230,8 @@ class MemoryStorage:
                 break
             user_id = room.joined[i]
             if user_id.endswith(suffix):
-                out.append(Member(user_id, *member_profile(room.members[user_id][1])))
+                out.append(Member(UserID.from_stored(user_id),
+                                  *member_profile(room.members[user_id][1])))
         return out
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
@@ -290,9 +245,9 @@ class MemoryStorage:
                                     *member_profile(m[1])))
         return out
 
-    async def get_membership(self, room_id: str, user_id: str) -> str | None:
+    async def get_membership(self, room_id: str, user: UserID) -> str | None:
         room = self.rooms.get(room_id)
-        m = room.members.get(user_id) if room else None
+        m = room.members.get(str(user)) if room else None
         return m[0] if m else None
 
     async def apply_memberships(
@@ -303,24 +258,23 @@ class MemoryStorage:
         return self._append_members(room, changes)
 
     def _append_members(self, room: _Room, changes: Sequence[MembershipChange]) -> list[str]:
-        return [self._append(room, c.sender, "m.room.member", c.content, c.target)
+        return [self._append(room, str(c.sender), "m.room.member", c.content, str(c.target))
                 for c in changes]
 
     async def create_room(self, room: NewRoom) -> str:
         return self._create_room(room)
 
     def _create_room(self, room: NewRoom) -> str:
-        server_name = room.creator.split(":", 1)[1]
-        room_id = new_room_id(server_name)
+        room_id = new_room_id(room.creator.server_name)
         r = _Room(room_id)
         self.rooms[room_id] = r
         events = len(self.events)
         try:
-            self._append(r, room.creator, "m.room.create",
+            self._append(r, str(room.creator), "m.room.create",
                          {**room.create_content,
                           "room_version": room.room_version or ROOM_VERSION}, "")
             for event_type, state_key, content in room.initial_state:
-                self._append(r, room.creator, event_type, content, state_key)
+                self._append(r, str(room.creator), event_type, content, state_key)
         except BaseException:  # atomic, like the SQL backends' transaction
             del self.rooms[room_id]
             del self.events[events:]
@@ -328,12 +282,12 @@ class MemoryStorage:
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
-        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
+        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         if txn is not None and txn in self.notice_txns:
             return self.notice_txns[txn][0]
-        event_id = self._append(self.rooms[room_id], sender, event_type, content)
+        event_id = self._append(self.rooms[room_id], str(sender), event_type, content)
         if txn is not None:  # no await in between: recorded with the event
             self.notice_txns[txn] = (event_id, txn_ts)
         return event_id
@@ -346,10 +300,10 @@ class MemoryStorage:
         return None if content is None else copy.deepcopy(content)
 
     async def send_state_event(
-        self, room_id: str, sender: str, event_type: str, state_key: str,
+        self, room_id: str, sender: UserID, event_type: str, state_key: str,
         content: Mapping[str, Any], /,
     ) -> str:
-        return self._append(self.rooms[room_id], sender, event_type, content, state_key)
+        return self._append(self.rooms[room_id], str(sender), event_type, content, state_key)
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]

@@ -31,12 +31,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .context import AdminContext
-from .errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
-from .events import ROOM_VERSION
-from .identifiers import UserID, parse_user_id
-from .rooms import member_content, room_lock_key, run_to_completion
-from .storage.base import (
+from ..context import AdminContext
+from ..errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
+from ..events import ROOM_VERSION
+from ..identifiers import UserID, parse_user_id
+from ..storage.types import (
     AccountType,
     Member,
     MembershipChange,
@@ -45,6 +44,7 @@ from .storage.base import (
     NoticeTxnKey,
     Profile,
 )
+from .evacuation import member_content, room_lock_key, run_to_completion
 
 __all__ = [
     "SERVER_NOTICE_TAG",
@@ -141,7 +141,7 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
     if await storage.get_account(system) is None:
         with contextlib.suppress(UserInUseError):  # another worker created it first
             await storage.create_account(NewAccount(
-                system.localpart, system.server_name, None, AccountType.USER, ctx.clock(),
+                system, None, AccountType.USER, ctx.clock(),
                 display_name=want.display_name, avatar_url=want.avatar_url), None)
     if await storage.get_profile(system) != want:
         await storage.set_profile(system, want)
@@ -170,13 +170,12 @@ async def _send_checked(ctx: AdminContext, notice: Notice,
 async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> str:
     storage = ctx.storage
     system = await ensure_system_user(ctx)
-    sender = str(system)
 
     async def send(room_id: str) -> str:
         # With a transaction id, the event and its record are written together: a retry
         # finds both or neither, whichever worker it reaches.  The first four arguments
         # go by position, as the protocol documents them (a host may name them otherwise).
-        return await storage.send_event(room_id, sender, notice.event_type, notice.content,
+        return await storage.send_event(room_id, system, notice.event_type, notice.content,
                                         txn=txn, txn_ts=ctx.clock() if txn else 0)
 
     async with ctx.locks(("server_notice_room", str(notice.user))):
@@ -205,9 +204,9 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     """Make the recorded room usable again (re-invite, refresh the system user's
     profile); False when it cannot be and a new room is needed."""
     storage = ctx.storage
-    if await storage.get_membership(room_id, str(system)) != "join":
+    if await storage.get_membership(room_id, system) != "join":
         return False
-    membership = await storage.get_membership(room_id, str(target))
+    membership = await storage.get_membership(room_id, target)
     if membership == "ban":
         return False
     await _refresh_system_member(ctx, room_id, system)
@@ -215,10 +214,10 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     changes: list[MembershipChange] = []
     profile = await storage.get_profile(target) if membership != "join" else None
     if membership not in ("join", "invite"):
-        changes.append(MembershipChange(str(system), str(target),
+        changes.append(MembershipChange(system, target,
                                         _member_content("invite", profile)))
     if membership != "join" and ctx.config.server_notices.auto_join:
-        changes.append(MembershipChange(str(target), str(target),
+        changes.append(MembershipChange(target, target,
                                         _member_content("join", profile)))
     if changes:
         # A user invited back gets the room's tag back too.  Tagged first (idempotent):
@@ -229,17 +228,17 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     return True
 
 
-async def _find_local_member(ctx: AdminContext, room_id: str, user_id: str) -> Member | None:
-    after: str | None = None
+async def _find_local_member(ctx: AdminContext, room_id: str, user: UserID) -> Member | None:
+    after: UserID | None = None
     while True:  # notices rooms have two members: one page in practice
         page = await ctx.storage.get_local_joined_members(
             room_id, ctx.config.server_name, after=after, limit=_MEMBER_PAGE)
         for member in page:
-            if member.user_id == user_id:
+            if member.user == user:
                 return member
         if len(page) < _MEMBER_PAGE:
             return None
-        after = page[-1].user_id
+        after = page[-1].user
 
 
 def _member_check(ctx: AdminContext, room_id: str) -> tuple[str, str, Profile]:
@@ -263,7 +262,7 @@ async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) ->
         return
     current = await ctx.storage.get_state_content(room_id, "m.room.name", "")
     if current is None or current.get("name") != name:
-        await ctx.storage.send_state_event(room_id, str(system), "m.room.name", "",
+        await ctx.storage.send_state_event(room_id, system, "m.room.name", "",
                                            {"name": name})
     ctx.recent.mark(checked, ctx.clock())
 
@@ -275,11 +274,11 @@ async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID
     checked = _member_check(ctx, room_id)
     if ctx.recent.fresh(checked, ctx.clock()):
         return
-    member = await _find_local_member(ctx, room_id, str(system))
+    member = await _find_local_member(ctx, room_id, system)
     if member is not None and (member.display_name, member.avatar_url) != (
             want.display_name, want.avatar_url):
         await ctx.storage.apply_memberships(room_id, [MembershipChange(
-            str(system), str(system), _member_content("join", want))])
+            system, system, _member_content("join", want))])
     ctx.recent.mark(checked, ctx.clock())
 
 
@@ -302,10 +301,10 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
         state.append(("m.room.name", "", {"name": cfg.room_name}))
     # The invite is part of the initial state, so the room never exists without it.
     state.append(("m.room.member", target_id, _member_content("invite", target_profile)))
-    joins = [MembershipChange(target_id, target_id, _member_content("join", target_profile))
+    joins = [MembershipChange(target, target, _member_content("join", target_profile))
              ] if cfg.auto_join else []
     return await storage.create_server_notice_room(target, NewRoom(
-        creator=sender,
+        creator=system,
         room_version=ROOM_VERSION,
         create_content={"creator": sender, "m.federate": False},
         initial_state=tuple(state),

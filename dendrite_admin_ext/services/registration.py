@@ -15,8 +15,8 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-from .context import AdminContext
-from .errors import (
+from ..context import AdminContext
+from ..errors import (
     Forbidden,
     InvalidParam,
     InvalidUsername,
@@ -25,9 +25,9 @@ from .errors import (
     UserInUse,
     UserInUseError,
 )
-from .identifiers import MAX_ID_BYTES, UserID, is_valid_localpart
-from .passwords import check_password_policy
-from .storage.base import AccountType, NewAccount, NewDevice
+from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart
+from ..passwords import check_password_policy
+from ..storage.types import AccountType, NewAccount, NewDevice
 
 __all__ = [
     "RegistrationResult",
@@ -123,7 +123,8 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
 
     server_name = ctx.config.server_name
     localpart = validate_username(username, server_name)
-    if await ctx.storage.localpart_exists(localpart, server_name):
+    user = UserID(localpart, server_name)
+    if await ctx.storage.localpart_exists(user):
         raise UserInUse("User ID already taken.")
     check_password_policy(password, ctx.config.passwords)
     if user_type is not None and user_type not in ctx.config.registration.user_types:
@@ -142,8 +143,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
         )
     password_hash = await ctx.hasher.hash(password)
     account = NewAccount(
-        localpart=localpart,
-        server_name=server_name,
+        user=user,
         password_hash=password_hash,
         account_type=AccountType.ADMIN if admin else AccountType.USER,
         created_ts=ctx.clock(),

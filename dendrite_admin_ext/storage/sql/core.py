@@ -1,27 +1,17 @@
-"""What the SQLite and PostgreSQL backends share: every query, written once.
-
-Each storage operation is a generator that *yields* statements and receives their
-results (:class:`Stmt` → :class:`Result`), and finally returns the method's value.  It
-does no I/O itself, so the same operation runs on sqlite3 inside a worker thread and on
-aiopg inside the event loop: each backend only implements :meth:`SqlStorage._run`, which
-drives an operation inside one transaction (for writes) or none (single reads).
-
-SQL is written with ``%s`` placeholders; values always travel as parameters.  Multi-row
-statements are built by repeating the placeholder group, never by formatting values.
-"""
+"""The SQL of the core features (auth, accounts, nonces, rooms, notices, audit), and the
+lifecycle (connect, migrate) every SQL backend shares."""
 
 from __future__ import annotations
 
 import json
-from abc import abstractmethod
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from ..errors import StorageUnavailableError, UserInUseError
-from ..events import ROOM_VERSION, build_event, member_profile, new_room_id, now_ms
-from ..identifiers import UserID
-from .base import (
+from ...errors import StorageUnavailableError, UserInUseError
+from ...events import ROOM_VERSION, build_event, member_profile, new_room_id, now_ms
+from ...identifiers import UserID
+from ..batching import ReadBatcher, padded
+from ..types import (
     Account,
     AccountType,
     Activity,
@@ -35,51 +25,20 @@ from .base import (
     NewRoom,
     NoticeTxnKey,
     Profile,
-    Session,
+    TokenOwner,
     UserRoom,
 )
-from .batching import ReadBatcher, padded
-from .schema import MIGRATIONS, SCHEMA_VERSION_TABLE, Dialect
+from .base import SqlBase
+from .ops import Op, Stmt, dumps, exec_, insert_rows, one, select, with_keys
+from .schema import MIGRATIONS, SCHEMA_VERSION_TABLE
 
-__all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Stmt:
-    sql: str
-    params: Sequence[Any] = ()
-    # A statement run again and again with other values; PostgreSQL prepares it once
-    # per connection (planning a join costs more than running it).  Statements whose
-    # text varies (multi-row inserts) or DDL are not.
-    reuse: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    rows: list[tuple[Any, ...]]
-    rowcount: int
-
-
-Op = Generator[Stmt, Result, T]
-
-# Rows per multi-row INSERT: few round trips, and well below SQLite's and PostgreSQL's
-# limits on the number of parameters of one statement.
-CHUNK_ROWS = 500
+__all__ = ["SqlCore"]
 
 # Nonce bookkeeping: every insert trims to the newest ``max_nonces`` (one indexed range
 # delete); every PURGE_EVERY-th insert also deletes the expired ones.
 NONCE_PURGE_EVERY = 64
 
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-def _with_keys(sql: str, n: int) -> str:
-    """``sql`` with its ``{keys}`` replaced by ``n`` placeholders (for ``IN (…)``)."""
-    return sql.replace("{keys}", ", ".join(["%s"] * n))
+T = TypeVar("T")
 
 
 def _device_infos(rows: Sequence[tuple[Any, ...]]) -> list[DeviceInfo]:
@@ -107,41 +66,12 @@ _TXN_EVENT = ("SELECT event_id FROM dendrite_admin_notice_txns"
 
 
 def _txn_key(key: NoticeTxnKey) -> tuple[str, str, str]:
-    return (key.user_id, key.device_id, key.txn_id)
+    return (str(key.user), key.device_id, key.txn_id)
 
 
-def _server_of(user_id: str) -> str:
-    return user_id.split(":", 1)[1] if ":" in user_id else ""
 
 
-def insert_rows(head: str, width: int, rows: Sequence[Sequence[Any]],
-                tail: str = "") -> Op[int]:
-    """``head VALUES (%s, …), (%s, …) tail`` in chunks; returns the rows affected."""
-    group = "(" + ", ".join(["%s"] * width) + ")"
-    count = 0
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start:start + CHUNK_ROWS]
-        params = [value for row in chunk for value in row]
-        res = yield Stmt(f"{head} VALUES {', '.join([group] * len(chunk))} {tail}", params,
-                         reuse=False)
-        count += res.rowcount
-    return count
-
-
-def drive_sync(cursor: Any, dialect: Dialect, op: Op[T]) -> T:
-    """Run an operation on a DB-API cursor (sqlite3, or psycopg2 in test helpers)."""
-    try:
-        stmt = next(op)
-        while True:
-            cursor.execute(dialect.sql(stmt.sql), tuple(stmt.params))
-            rows = cursor.fetchall() if cursor.description is not None else []
-            stmt = op.send(Result(rows, cursor.rowcount))
-    except StopIteration as done:
-        value: T = done.value
-        return value
-
-
-class SqlStorage:
+class SqlCore(SqlBase):
     """:class:`~.base.AdminStorage` over Dendrite's tables and ours (see schema.py).
 
     Subclasses provide :meth:`_run`, :meth:`_connect` and :meth:`_disconnect`.
@@ -149,29 +79,16 @@ class SqlStorage:
     so a host (or a test) may hold it open around the admin app's own lifecycle.
     """
 
-    dialect: Dialect
     # Batches of one kind of read in flight at once (see batching.py).
     read_batches = 1
 
     def __init__(self) -> None:
         self._open_count = 0
         # The reads of every authenticated request and of whois, coalesced.
-        self._session_reads: ReadBatcher[str, Session | None] = ReadBatcher(
-            self._fetch_sessions, lambda: None, max_running=self.read_batches)
+        self._token_owner_reads: ReadBatcher[str, TokenOwner | None] = ReadBatcher(
+            self._fetch_token_owners, lambda: None, max_running=self.read_batches)
         self._device_reads: ReadBatcher[UserID, list[DeviceInfo]] = ReadBatcher(
             self._fetch_devices, list, max_running=self.read_batches)
-
-    # -- what a backend implements ---------------------------------------------------
-    @abstractmethod
-    async def _run(self, op: Op[T], *, write: bool) -> T:
-        """Drive ``op``; with ``write``, inside one transaction committed at the end
-        (rolled back if the operation raises)."""
-
-    @abstractmethod
-    async def _connect(self) -> None: ...
-
-    @abstractmethod
-    async def _disconnect(self) -> None: ...
 
     # -- lifecycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -192,7 +109,7 @@ class SqlStorage:
         if self._open_count == 1:
             # Reads already asked for are answered before the connection goes.  The
             # storage still counts as open meanwhile, so an open() now only nests.
-            await self._session_reads.drain()
+            await self._token_owner_reads.drain()
             await self._device_reads.drain()
             if self._open_count == 0:  # closed by another caller meanwhile
                 return
@@ -201,7 +118,7 @@ class SqlStorage:
             await self._disconnect()
 
     async def ping(self) -> None:
-        await self._run(self._one("SELECT 1", ()), write=False)
+        await self._run(one("SELECT 1", ()), write=False)
 
     def _migrate(self) -> Op[int]:
         """Apply the missing migrations; returns the schema version reached."""
@@ -223,35 +140,20 @@ class SqlStorage:
             current = migration.version
         return current
 
-    # One-statement operations.
-    @staticmethod
-    def _one(sql: str, params: Sequence[Any]) -> Op[tuple[Any, ...] | None]:
-        res = yield Stmt(sql, params)
-        return res.rows[0] if res.rows else None
-
-    @staticmethod
-    def _select(sql: str, params: Sequence[Any]) -> Op[list[tuple[Any, ...]]]:
-        res = yield Stmt(sql, params)
-        return res.rows
-
-    @staticmethod
-    def _exec(sql: str, params: Sequence[Any]) -> Op[int]:
-        res = yield Stmt(sql, params)
-        return res.rowcount
-
     # -- authentication ------------------------------------------------------------------
-    async def get_session(self, access_token: str) -> Session | None:
-        return await self._session_reads.get(access_token)
+    async def get_token_owner(self, access_token: str) -> TokenOwner | None:
+        return await self._token_owner_reads.get(access_token)
 
-    async def _fetch_sessions(self, tokens: Sequence[str]) -> dict[str, Session]:
+    async def _fetch_token_owners(self, tokens: Sequence[str]) -> dict[str, TokenOwner]:
         keys = padded(tokens)
-        rows = await self._run(self._select(_with_keys(
+        rows = await self._run(select(with_keys(
             "SELECT d.access_token, d.localpart, d.server_name, d.device_id,"
             " a.account_type, a.is_deactivated"
             " FROM userapi_devices d JOIN userapi_accounts a"
             " ON a.localpart = d.localpart AND a.server_name = d.server_name"
             " WHERE d.access_token IN ({keys})", len(keys)), keys), write=False)
-        return {row[0]: Session(row[1], row[2], row[3], AccountType(row[4]), bool(row[5]))
+        return {row[0]: TokenOwner(UserID(row[1], row[2]), row[3], AccountType(row[4]),
+                                   bool(row[5]))
                 for row in rows}
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
@@ -262,10 +164,10 @@ class SqlStorage:
         conns: dict[tuple[str, str, str, str, str], int] = {}
         newest: dict[tuple[str, str, str], Activity] = {}
         for a in seen:
-            key = (a.localpart, a.server_name, a.device_id, a.ip, a.user_agent)
+            key = (a.user.localpart, a.user.server_name, a.device_id, a.ip, a.user_agent)
             if conns.get(key, -1) < a.last_seen_ts:
                 conns[key] = a.last_seen_ts
-            dev = (a.localpart, a.server_name, a.device_id)
+            dev = (a.user.localpart, a.user.server_name, a.device_id)
             if dev not in newest or newest[dev].last_seen_ts < a.last_seen_ts:
                 newest[dev] = a
         # Sightings of devices that no longer exist are dropped by the join.
@@ -285,7 +187,8 @@ class SqlStorage:
         yield from insert_rows(
             "UPDATE userapi_devices SET last_seen_ts = v.column4, ip = v.column5,"
             " user_agent = v.column6 FROM (", 6,
-            [(a.localpart, a.server_name, a.device_id, a.last_seen_ts, a.ip, a.user_agent)
+            [(a.user.localpart, a.user.server_name, a.device_id, a.last_seen_ts, a.ip,
+              a.user_agent)
              for _, a in sorted(newest.items())],
             ") AS v WHERE userapi_devices.localpart = v.column1"
             " AND userapi_devices.server_name = v.column2"
@@ -296,7 +199,7 @@ class SqlStorage:
 
     # -- accounts --------------------------------------------------------------------------
     async def get_account(self, user: UserID) -> Account | None:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "SELECT a.created_ts, a.account_type, a.is_deactivated, a.appservice_id,"
             " t.user_type FROM userapi_accounts a LEFT JOIN dendrite_admin_user_types t"
             " ON t.localpart = a.localpart AND t.server_name = a.server_name"
@@ -304,20 +207,19 @@ class SqlStorage:
             (user.localpart, user.server_name)), write=False)
         if row is None:
             return None
-        return Account(user.localpart, user.server_name, int(row[0]), AccountType(row[1]),
-                       bool(row[2]), row[3], row[4])
+        return Account(user, int(row[0]), AccountType(row[1]), bool(row[2]), row[3], row[4])
 
-    async def localpart_exists(self, localpart: str, server_name: str) -> bool:
-        row = await self._run(self._one(
+    async def localpart_exists(self, user: UserID) -> bool:
+        row = await self._run(one(
             "SELECT 1 FROM userapi_accounts WHERE lower(localpart) = %s AND server_name = %s"
-            " LIMIT 1", (localpart.lower(), server_name)), write=False)
+            " LIMIT 1", (user.localpart.lower(), user.server_name)), write=False)
         return row is not None
 
     async def create_account(self, account: NewAccount, device: NewDevice | None) -> None:
         await self._run(self._create_account(account, device), write=True)
 
     def _create_account(self, account: NewAccount, device: NewDevice | None) -> Op[None]:
-        lp, sn = account.localpart, account.server_name
+        lp, sn = account.user.localpart, account.user.server_name
         res = yield Stmt(
             "INSERT INTO userapi_accounts (localpart, server_name, created_ts, password_hash,"
             " is_deactivated, account_type) VALUES (%s, %s, %s, %s, %s, %s)"
@@ -395,7 +297,7 @@ class SqlStorage:
         rows: list[tuple[Any, ...]] = []
         for server_name, localparts in by_server.items():
             keys = padded(localparts)
-            res = yield Stmt(_with_keys(
+            res = yield Stmt(with_keys(
                 "SELECT d.localpart, d.server_name,"
                 " d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
                 " c.ip, c.user_agent, c.last_seen_ts"
@@ -409,7 +311,7 @@ class SqlStorage:
         return rows
 
     async def get_profile(self, user: UserID) -> Profile | None:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "SELECT display_name, avatar_url FROM userapi_profiles"
             " WHERE localpart = %s AND server_name = %s",
             (user.localpart, user.server_name)), write=False)
@@ -450,30 +352,31 @@ class SqlStorage:
                        (now_ms(),))
 
     async def take_nonce(self, nonce: str, now_ts: int) -> bool:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "DELETE FROM dendrite_admin_nonces WHERE nonce = %s RETURNING expires_ts",
             (nonce,)), write=True)
         return row is not None and int(row[0]) > now_ts
 
     # -- rooms ---------------------------------------------------------------------------------
     async def room_exists(self, room_id: str) -> bool:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "SELECT 1 FROM dendrite_admin_rooms WHERE room_id = %s", (room_id,)), write=False)
         return row is not None
 
     async def get_local_joined_members(
-        self, room_id: str, server_name: str, *, after: str | None, limit: int
+        self, room_id: str, server_name: str, *, after: UserID | None, limit: int
     ) -> list[Member]:
-        rows = await self._run(self._select(
+        rows = await self._run(select(
             "SELECT user_id, display_name, avatar_url FROM dendrite_admin_memberships"
             " WHERE room_id = %s AND membership = 'join' AND server_name = %s"
             " AND user_id > %s ORDER BY user_id LIMIT %s",
             # Every user ID starts with "@", so "" is before them all.
-            (room_id, server_name, after or "", max(0, limit))), write=False)
-        return [Member(r[0], r[1], r[2]) for r in rows]
+            (room_id, server_name, "" if after is None else str(after), max(0, limit))),
+            write=False)
+        return [Member(UserID.from_stored(r[0]), r[1], r[2]) for r in rows]
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
-        rows = await self._run(self._select(
+        rows = await self._run(select(
             "SELECT m.room_id, m.membership, n.room_id, m.display_name, m.avatar_url"
             " FROM dendrite_admin_memberships m"
             " JOIN dendrite_admin_rooms r ON r.room_id = m.room_id"
@@ -483,10 +386,10 @@ class SqlStorage:
             " ORDER BY r.room_nid", (str(user),)), write=False)
         return [UserRoom(r[0], r[1], r[2] is not None, r[3], r[4]) for r in rows]
 
-    async def get_membership(self, room_id: str, user_id: str) -> str | None:
-        row = await self._run(self._one(
+    async def get_membership(self, room_id: str, user: UserID) -> str | None:
+        row = await self._run(one(
             "SELECT membership FROM dendrite_admin_memberships"
-            " WHERE room_id = %s AND user_id = %s", (room_id, user_id)), write=False)
+            " WHERE room_id = %s AND user_id = %s", (room_id, str(user))), write=False)
         return None if row is None else str(row[0])
 
     async def apply_memberships(
@@ -495,30 +398,30 @@ class SqlStorage:
         if not changes:
             return []
         return await self._run(self._append_to_room(
-            room_id, [(c.sender, "m.room.member", c.target, c.content) for c in changes]),
+            room_id, [(str(c.sender), "m.room.member", str(c.target), c.content) for c in changes]),
             write=True)
 
     async def create_room(self, room: NewRoom) -> str:
         return await self._run(self._create_room(room), write=True)
 
     def _create_room(self, room: NewRoom, room_id: str | None = None) -> Op[str]:
-        room_id = room_id or new_room_id(_server_of(room.creator))
+        room_id = room_id or new_room_id(room.creator.server_name)
         version = room.room_version or ROOM_VERSION
         yield Stmt("INSERT INTO dendrite_admin_rooms (room_id, room_version, creator, depth,"
                    " latest_event_id, created_ts) VALUES (%s, %s, %s, 0, NULL, %s)",
-                   (room_id, version, room.creator, now_ms()))
+                   (room_id, version, str(room.creator), now_ms()))
         create = {**room.create_content, "room_version": version}
         yield from self._append_to_room(room_id, [
-            (room.creator, "m.room.create", "", create),
-            *((room.creator, t, sk, c) for t, sk, c in room.initial_state),
+            (str(room.creator), "m.room.create", "", create),
+            *((str(room.creator), t, sk, c) for t, sk, c in room.initial_state),
         ])
         return room_id
 
     async def send_event(
-        self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any],
-        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
+        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
-        return await self._run(self._send_event(room_id, sender, event_type, content,
+        return await self._run(self._send_event(room_id, str(sender), event_type, content,
                                                 txn, txn_ts), write=True)
 
     def _send_event(self, room_id: str, sender: str, event_type: str,
@@ -578,13 +481,14 @@ class SqlStorage:
             latest = event["event_id"]
             ids.append(latest)
             events.append((latest, room_id, sender, event_type, state_key,
-                           _dumps(event["content"]), now, depth, _dumps(event)))
+                           dumps(event["content"]), now, depth, dumps(event)))
             if state_key is None:
                 continue
             state[(event_type, state_key)] = latest
             if event_type == "m.room.member":
                 members[state_key] = (
-                    room_id, state_key, _server_of(state_key), str(content.get("membership")),
+                    room_id, state_key, UserID.from_stored(state_key).server_name,
+                    str(content.get("membership")),
                     *member_profile(content), latest)
         yield from insert_rows(
             "INSERT INTO dendrite_admin_events (event_id, room_id, sender, type, state_key,"
@@ -618,18 +522,18 @@ class SqlStorage:
         # against a concurrent writer even for the first tag.
         yield Stmt("INSERT INTO dendrite_admin_account_data (user_id, room_id, type, content)"
                    " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                   (*key, _dumps({"tags": {}})))
+                   (*key, dumps({"tags": {}})))
         res = yield Stmt("SELECT content FROM dendrite_admin_account_data WHERE user_id = %s"
                          " AND room_id = %s AND type = %s {for_update}", key)
         data = json.loads(res.rows[0][0])
         data.setdefault("tags", {})[tag] = dict(content)
         yield Stmt("UPDATE dendrite_admin_account_data SET content = %s WHERE user_id = %s"
-                   " AND room_id = %s AND type = %s", (_dumps(data), *key))
+                   " AND room_id = %s AND type = %s", (dumps(data), *key))
 
     async def get_state_content(
         self, room_id: str, event_type: str, state_key: str
     ) -> dict[str, Any] | None:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "SELECT e.content FROM dendrite_admin_current_state s"
             " JOIN dendrite_admin_events e ON e.event_id = s.event_id"
             " WHERE s.room_id = %s AND s.type = %s AND s.state_key = %s",
@@ -640,15 +544,15 @@ class SqlStorage:
         return content
 
     async def send_state_event(
-        self, room_id: str, sender: str, event_type: str, state_key: str,
+        self, room_id: str, sender: UserID, event_type: str, state_key: str,
         content: Mapping[str, Any], /,
     ) -> str:
         ids = await self._run(self._append_to_room(
-            room_id, [(sender, event_type, state_key, content)]), write=True)
+            room_id, [(str(sender), event_type, state_key, content)]), write=True)
         return ids[0]
 
     async def get_server_notice_room(self, user: UserID) -> str | None:
-        row = await self._run(self._one(
+        row = await self._run(one(
             "SELECT room_id FROM dendrite_admin_server_notice_rooms WHERE user_id = %s",
             (str(user),)), write=False)
         return None if row is None else str(row[0])
@@ -662,7 +566,7 @@ class SqlStorage:
 
     def _create_notice_room(self, user_id: str, room: NewRoom, replacing: str | None,
                             tag: str, joins: Sequence[MembershipChange]) -> Op[str | None]:
-        room_id = new_room_id(_server_of(room.creator))
+        room_id = new_room_id(room.creator.server_name)
         # The claim comes first: a second worker doing the same waits here on the
         # first one's row (or key) until it commits, then finds it changed and backs off.
         if replacing is None:
@@ -677,27 +581,28 @@ class SqlStorage:
         yield from self._create_room(room, room_id)
         if joins:
             yield from self._append_to_room(room_id, [
-                (c.sender, "m.room.member", c.target, c.content) for c in joins])
+                (str(c.sender), "m.room.member", str(c.target), c.content)
+                for c in joins])
         yield from self._set_room_tag(user_id, room_id, tag, {})
         return room_id
 
     # -- notice transactions ---------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
-        row = await self._run(self._one(_TXN_EVENT, _txn_key(key)), write=False)
+        row = await self._run(one(_TXN_EVENT, _txn_key(key)), write=False)
         return None if row is None else str(row[0])
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
-        return await self._run(self._exec(
+        return await self._run(exec_(
             "DELETE FROM dendrite_admin_notice_txns WHERE ts < %s", (older_than_ts,)),
             write=True)
 
     # -- audit -----------------------------------------------------------------------------
     async def add_audit_entry(self, entry: AuditEntry) -> None:
-        await self._run(self._exec(
+        await self._run(exec_(
             "INSERT INTO dendrite_admin_audit (ts, request_id, requester, action, target,"
             " outcome, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)",
             (entry.ts, entry.request_id, entry.requester, entry.action, entry.target,
-             entry.outcome, _dumps(dict(entry.detail)))), write=True)
+             entry.outcome, dumps(dict(entry.detail)))), write=True)
 
     async def get_audit_entries(
         self, *, before_id: int | None, limit: int
@@ -705,15 +610,15 @@ class SqlStorage:
         cols = ("SELECT id, ts, request_id, requester, action, target, outcome, detail"
                 " FROM dendrite_admin_audit")
         if before_id is None:
-            op = self._select(cols + " ORDER BY id DESC LIMIT %s", (max(0, limit),))
+            op = select(cols + " ORDER BY id DESC LIMIT %s", (max(0, limit),))
         else:
-            op = self._select(cols + " WHERE id < %s ORDER BY id DESC LIMIT %s",
+            op = select(cols + " WHERE id < %s ORDER BY id DESC LIMIT %s",
                               (before_id, max(0, limit)))
         rows = await self._run(op, write=False)
         return [AuditEntry(int(r[1]), r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
                            int(r[0])) for r in rows]
 
     async def purge_audit_entries(self, older_than_ts: int) -> int:
-        return await self._run(self._exec(
+        return await self._run(exec_(
             "DELETE FROM dendrite_admin_audit WHERE ts < %s", (older_than_ts,)), write=True)
 

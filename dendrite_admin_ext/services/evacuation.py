@@ -16,10 +16,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from .context import AdminContext
-from .errors import NotFound
-from .identifiers import UserID
-from .storage.base import MembershipChange
+from ..context import AdminContext
+from ..errors import NotFound
+from ..identifiers import UserID
+from ..storage.types import MembershipChange
 
 __all__ = [
     "BATCH_SIZE",
@@ -82,7 +82,7 @@ async def evacuate_room(ctx: AdminContext, room_id: str, *,
 async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> list[str]:
     storage = ctx.storage
     affected: list[str] = []
-    after: str | None = None
+    after: UserID | None = None
     # Concurrent evacuations of one room queue up; the later ones find nobody left.
     async with ctx.locks(room_lock_key(room_id)):
         while True:
@@ -91,14 +91,14 @@ async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> li
             if not members:
                 break
             await storage.apply_memberships(room_id, [
-                MembershipChange(m.user_id, m.user_id,
+                MembershipChange(m.user, m.user,
                                  member_content("leave", m.display_name, m.avatar_url))
                 for m in members
             ])
-            affected.extend(m.user_id for m in members)
+            affected.extend(str(m.user) for m in members)
             if len(members) < batch_size:
                 break
-            after = members[-1].user_id
+            after = members[-1].user
             # Let other requests run between batches of a big room.
             await asyncio.sleep(0)
     return affected
@@ -115,19 +115,18 @@ async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
 
 async def _evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
     storage = ctx.storage
-    user_id = str(user)
     affected: list[str] = []
     for room in await storage.get_user_rooms(user):
         if room.membership == "invite" and room.is_server_notice_room:
             continue
         async with ctx.locks(room_lock_key(room.room_id)):
             # A room evacuation, or a notice, may have changed it since the list was read.
-            membership = await storage.get_membership(room.room_id, user_id)
+            membership = await storage.get_membership(room.room_id, user)
             if membership not in ("join", "invite") or (
                     membership == "invite" and room.is_server_notice_room):
                 continue
             await storage.apply_memberships(room.room_id, [MembershipChange(
-                user_id, user_id,
+                user, user,
                 member_content("leave", room.display_name, room.avatar_url))])
         affected.append(room.room_id)
     return affected

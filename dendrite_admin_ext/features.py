@@ -1,0 +1,81 @@
+"""The features of the admin API: each one's config switch and the storage it needs.
+
+A feature switched off in the config is not mounted (its paths answer 404
+``M_UNRECOGNIZED``).  A feature switched on must find every method of its storage
+protocols on the host's storage, or :func:`check_storage` stops start-up with one
+message naming the feature, its switch and the missing methods (SPEC 7): never a
+feature half-served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from .config import Config
+from .storage.protocols import (
+    AccountStore,
+    AuditStore,
+    NonceStore,
+    RoomStore,
+    ServerNoticeStore,
+    StorageLifecycle,
+    TokenStore,
+    missing_methods,
+)
+
+__all__ = ["ALWAYS", "FEATURES", "Feature", "MissingStorageError", "check_storage"]
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    # The config key that switches it, as an operator writes it.
+    switch: str
+    enabled: Callable[[Config], bool]
+    stores: tuple[type, ...]
+
+
+class MissingStorageError(TypeError):
+    """The host's storage lacks methods an enabled feature needs."""
+
+
+# What every deployment needs: start-up and health, authentication, the audit trail of
+# every state-changing action.
+ALWAYS: tuple[type, ...] = (StorageLifecycle, TokenStore, AuditStore)
+
+FEATURES: dict[str, Feature] = {f.name: f for f in (
+    Feature("whois", "endpoints.whois", lambda c: c.endpoints.whois, (AccountStore,)),
+    Feature("reset_password", "endpoints.reset_password",
+            lambda c: c.endpoints.reset_password, (AccountStore,)),
+    Feature("register", "registration_shared_secret", lambda c: c.registration.enabled,
+            (AccountStore, NonceStore)),
+    Feature("evacuate", "endpoints.evacuate", lambda c: c.endpoints.evacuate,
+            (AccountStore, RoomStore)),
+    Feature("server_notices", "server_notices.enabled", lambda c: c.server_notices.enabled,
+            (AccountStore, RoomStore, ServerNoticeStore)),
+    Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
+    Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
+    Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+)}
+
+
+def enabled_features(config: Config) -> list[Feature]:
+    return [f for f in FEATURES.values() if f.enabled(config)]
+
+
+def check_storage(storage: object, features: Iterable[Feature]) -> None:
+    """Raise :class:`MissingStorageError` naming the first enabled feature whose storage
+    protocols ``storage`` does not implement, its switch and the missing methods."""
+    kind = type(storage).__name__
+    always = sorted({m for p in ALWAYS for m in missing_methods(storage, p)})
+    if always:
+        raise MissingStorageError(
+            f"{kind} cannot serve the admin API: it lacks {', '.join(always)}")
+    for feature in features:
+        missing = sorted({m for p in feature.stores for m in missing_methods(storage, p)})
+        if missing:
+            raise MissingStorageError(
+                f"{kind} cannot serve the feature {feature.name!r} (switched on by "
+                f"{feature.switch}): it lacks {', '.join(missing)}; implement them or "
+                f"switch the feature off")
