@@ -22,6 +22,7 @@ from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.sql import SqlStorage
 from dendrite_admin_ext.storage.sql.ops import select
+from dendrite_admin_ext.storage.sql.schema import MIGRATIONS
 from dendrite_admin_ext.storage.sqlite import SqliteStorage
 from dendrite_admin_ext.storage.types import (
     AccountType,
@@ -105,7 +106,7 @@ async def test_data_survives_reopen_and_migrations_are_idempotent(
         assert isinstance(again[0], SqlStorage)
         versions = await again[0]._run(select(
             "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
-        assert [v[0] for v in versions] == [1]
+        assert [v[0] for v in versions] == [m.version for m in MIGRATIONS]
     finally:
         for s in again:
             await s.close()
@@ -130,7 +131,7 @@ async def test_concurrent_first_start_migrates_once(request: pytest.FixtureReque
             await s.create_account(account(f"user{i}"), None)
             versions = await s._run(select(
                 "SELECT version FROM dendrite_admin_schema_version", ()), write=False)
-            assert [v[0] for v in versions] == [1]
+            assert [v[0] for v in versions] == [m.version for m in MIGRATIONS]
             assert await s.localpart_exists(UserID("user0", SN))
     finally:
         for s in storages:

@@ -16,6 +16,7 @@ from ..identifiers import UserID
 
 __all__ = [
     "Account",
+    "AccountState",
     "AccountType",
     "Activity",
     "AuditEntry",
@@ -50,6 +51,17 @@ class Account:
     is_deactivated: bool = False
     appservice_id: str | None = None
     user_type: str | None = None  # "bot", "support", … (shared-secret registration)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """What an account is beyond Dendrite's columns: ``erased`` by a deactivation with
+    erase (SPEC 9), ``locked`` and ``suspended`` by moderation (SPEC 10).  All false
+    for an account never marked."""
+
+    erased: bool = False
+    locked: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

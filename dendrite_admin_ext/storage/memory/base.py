@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...identifiers import UserID
-from ..types import Account, AuditEntry, NoticeTxnKey, Profile
+from ..types import Account, AccountState, AuditEntry, NoticeTxnKey, Profile
 
 __all__ = ["MemoryBase"]
 
@@ -57,6 +57,8 @@ class MemoryBase:
         # access token -> (user, device ID)
         self.tokens: dict[str, tuple[UserID, str]] = {}
         self.profiles: dict[UserID, Profile] = {}
+        # Accounts with any state set (erased, locked, suspended); absent = all false.
+        self.account_state: dict[UserID, AccountState] = {}
         self.nonces: dict[str, int] = {}
         self.rooms: dict[str, _Room] = {}
         self.events: list[dict[str, Any]] = []

@@ -266,5 +266,26 @@ _V1 = Migration(
     )},
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    2,
+    "Account state Dendrite has no column for: erased, locked, suspended",
+    statements=(
+        # One row per account that has any of these set; absent = all false.  Kept
+        # apart from userapi_accounts so that Dendrite's table keeps its own layout.
+        # Written by user administration (erase on deactivation, SPEC 9) and account
+        # moderation (lock, suspend: SPEC 10).
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_account_state (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            erased BOOLEAN NOT NULL DEFAULT FALSE,
+            locked BOOLEAN NOT NULL DEFAULT FALSE,
+            suspended BOOLEAN NOT NULL DEFAULT FALSE,
+            PRIMARY KEY (localpart, server_name)
+        )""",
+    ),
+)
+
+# Every feature's schema changes, in version order.  Versions are assigned per feature
+# as they are written; a version, once released, is never edited.
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = MIGRATIONS[-1].version
