@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from . import messages
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
 from .identifiers import UserID
@@ -96,9 +97,9 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
     # Set before the access checks so the audit trail names who was refused.
     request[REQUESTER_KEY] = requester
     if session.account_type == AccountType.GUEST:
-        raise GuestAccessForbidden("Guest access not allowed")
+        raise GuestAccessForbidden(messages.GUEST_ACCESS)
     if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
-        raise Forbidden("This API can only be used by admin users.")
+        raise Forbidden(messages.NOT_ADMIN)
     ctx.activity.note(
         requester.user, requester.device_id,
         (request.remote or "") if ctx.config.http.record_client_ip else "",

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import messages
 from .context import AdminContext
 from .errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
 from .events import ROOM_VERSION
@@ -83,7 +84,7 @@ def parse_notice(body: Mapping[str, Any], server_name: str) -> Notice:
     """Build a notice from a body that passed ``server_notice.schema.json``."""
     user = parse_user_id(body["user_id"])
     if user.server_name != server_name:
-        raise InvalidParam("Server notices can only be sent to local users")
+        raise InvalidParam(messages.NOT_LOCAL_USER_NOTICE)
     return Notice(user, body.get("type", "m.room.message"), body["content"])
 
 
@@ -161,9 +162,9 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
 async def _send_checked(ctx: AdminContext, notice: Notice,
                         txn: NoticeTxnKey | None = None) -> str:
     if notice.user == system_user(ctx):
-        raise NotFound("Cannot send server notices to the server notices user")
+        raise NotFound(messages.CANNOT_NOTICE_SYSTEM_USER)
     if await ctx.storage.get_account(notice.user) is None:
-        raise NotFound(f"Unknown user {notice.user}")
+        raise NotFound(messages.unknown_user(notice.user))
     return await _send(ctx, notice, txn)
 
 

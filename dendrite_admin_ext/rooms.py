@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from . import messages
 from .context import AdminContext
 from .errors import NotFound
 from .identifiers import UserID
@@ -75,7 +76,7 @@ async def evacuate_room(ctx: AdminContext, room_id: str, *,
     """Part every local joined member of the room; return their user IDs in the
     order they were parted.  Unknown room: :class:`NotFound`."""
     if not await ctx.storage.room_exists(room_id):
-        raise NotFound(f"Unknown room {room_id}")
+        raise NotFound(messages.unknown_room(room_id))
     return await run_to_completion(ctx, _evacuate_room(ctx, room_id, batch_size))
 
 
@@ -109,7 +110,7 @@ async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
     except a pending server-notice invite (users may not reject it).  Return the IDs
     of the rooms left.  Unknown account: :class:`NotFound`."""
     if await ctx.storage.get_account(user) is None:
-        raise NotFound(f"Unknown user {user}")
+        raise NotFound(messages.unknown_user(user))
     return await run_to_completion(ctx, _evacuate_user(ctx, user))
 
 

@@ -443,7 +443,7 @@ async def test_a_room_that_keeps_changing_is_a_503(
     ({"user_id": "@alice:test.example", "type": "", "content": TEXT}, "M_BAD_JSON"),
     ([1, 2], "M_BAD_JSON"),
     ({"user_id": "alice", "content": TEXT}, "M_INVALID_PARAM"),
-    ({"user_id": "@Alice:test.example", "content": TEXT}, "M_INVALID_PARAM"),
+    ({"user_id": "@al ice:test.example", "content": TEXT}, "M_INVALID_PARAM"),
     ({"user_id": f"@alice:{REMOTE}", "content": TEXT}, "M_INVALID_PARAM"),
 ])
 @pytest.mark.parametrize("txn_id", [None, "t1"])
