@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from . import messages
 from .context import AdminContext
-from .errors import NotFound
+from .errors import MatrixError, NotFound
+from .events import check_new_event
 from .identifiers import UserID
 from .storage.base import MembershipChange
 
@@ -33,6 +34,10 @@ __all__ = [
 ]
 
 BATCH_SIZE = 500
+# Profiles shorter than this (in characters) always fit in a member event: even at six
+# bytes a character (JSON escapes) they stay far below the 65,536-byte limit.
+_PROFILE_ALWAYS_FITS = 8_000
+_LONGEST_USER_ID = f"@{'a' * 126}:{'b' * 127}"  # 255 bytes
 
 T = TypeVar("T")
 
@@ -68,6 +73,14 @@ def member_content(membership: str, display_name: str | None = None,
         content["displayname"] = display_name
     if avatar_url is not None:
         content["avatar_url"] = avatar_url
+    if len(display_name or "") + len(avatar_url or "") > _PROFILE_ALWAYS_FITS:
+        # A profile that would push the event over the Matrix limits (SPEC §2) is left
+        # out rather than failing the leave or invite it rides on.
+        try:
+            check_new_event(sender=_LONGEST_USER_ID, event_type="m.room.member",
+                            content=content, state_key=_LONGEST_USER_ID)
+        except MatrixError:
+            return {"membership": membership}
     return content
 
 

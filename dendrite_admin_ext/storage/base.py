@@ -270,7 +270,9 @@ class AdminStorage(Protocol):
     # ``sender``, ``type``, ``state_key`` (state events), ``content`` and
     # ``origin_server_ts``, and an event ID of room versions >= 4 (``$`` + unpadded
     # URL-safe base64 of the SHA-256 reference hash; :func:`..events.build_event` does
-    # it).  A host that federates sends them on as it would its own clients' events.
+    # it, and refuses — before anything is stored — an event over the Matrix size
+    # limits; a host building its own calls :func:`..events.check_event_limits`).
+    # A host that federates sends them on as it would its own clients' events.
     # The host may assume: every room ID passed to a writing method was returned by
     # ``create_room`` or answered True by ``room_exists``; user IDs are well-formed;
     # each event it is asked to send is allowed by the room's auth rules in the
@@ -318,10 +320,13 @@ class AdminStorage(Protocol):
 
     async def send_event(
         self, room_id: str, sender: str, event_type: str, content: Mapping[str, Any], /,
-        *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        *, state_key: str | None = None, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
-        """Send a message (non-state) event with this content, unchanged (extra keys
-        such as ``format`` and ``formatted_body`` kept); return its event ID.
+        """Send an event with this content, unchanged (extra keys such as ``format``
+        and ``formatted_body`` kept); return its event ID.  A message (non-state) event,
+        or with ``state_key`` a state event that becomes the room's current state for
+        (``event_type``, ``state_key``), as :meth:`send_state_event` (a server notice
+        sent as state; never ``m.room.member``).
 
         With ``txn`` (an idempotent PUT), in the same transaction: record ``txn`` →
         the event ID, at ``txn_ts`` — unless ``txn`` is recorded already (another
