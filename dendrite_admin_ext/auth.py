@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from . import messages
+from .addresses import client_ip
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
 from .identifiers import UserID
@@ -102,6 +103,6 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
         raise Forbidden(messages.NOT_ADMIN)
     ctx.activity.note(
         requester.user, requester.device_id,
-        (request.remote or "") if ctx.config.http.record_client_ip else "",
+        client_ip(request) if ctx.config.http.record_client_ip else "",
         request.headers.get("User-Agent", ""), ctx.clock(),
     )

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .addresses import client_ip
 from .auth import REQUESTER_KEY
 from .config import LoggingConfig
 
@@ -96,7 +97,7 @@ def log_access(request: web.Request, level: int, status: int, start: float,
         "requester": requester.user_id if requester is not None else None,
     }
     if record_ip:
-        fields["remote"] = request.remote
+        fields["remote"] = client_ip(request)
     access_log.log(level, "%s %s %d %.1fms requester=%s", fields["method"],
                    fields["path"], status, fields["duration_ms"],
                    fields["requester"] or "-", extra={"fields": fields})

@@ -6,13 +6,13 @@ embedded, the client address is ``request.remote`` as the host set it.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from .addresses import IPAddress, IPNetwork, normalize_address, normalize_network, parse_ip
 from .app import setup_admin
 from .config import Config
 from .errors import Unrecognized
@@ -23,36 +23,26 @@ __all__ = ["build_standalone_app", "client_address", "forwarded_middleware", "ru
 
 log = logging.getLogger(__name__)
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    value = value.strip()
-    if value.startswith("[") and "]" in value:  # "[v6]:port"
-        value = value[1:value.index("]")]
-    elif value.count(":") == 1:  # "v4:port"
-        value = value.split(":", 1)[0]
-    try:
-        return ipaddress.ip_address(value)
-    except ValueError:
-        return None
-
-
 def client_address(peer: str | None, forwarded_for: Sequence[str],
                    trusted: Sequence[IPNetwork]) -> str | None:
     """The client's address: walk ``X-Forwarded-For`` from the right while each hop is
     a trusted proxy; the first untrusted address is the client.  A peer that is not a
-    trusted proxy is the client itself, whatever headers it sends."""
+    trusted proxy is the client itself, whatever headers it sends.  Addresses are
+    matched and returned in :mod:`.addresses`' normal form (an IPv4-mapped address is
+    its IPv4 address)."""
+    networks = [normalize_network(net) for net in trusted]
 
-    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
-        return ip is not None and any(ip in net for net in trusted)
+    def is_trusted(ip: IPAddress | None) -> bool:
+        return ip is not None and any(ip in net for net in networks)
 
-    if not trusted or not is_trusted(_parse_ip(peer or "")):
+    if peer is not None:
+        peer = normalize_address(peer)
+    if not networks or not is_trusted(parse_ip(peer or "")):
         return peer
     hops = [h for header in forwarded_for for h in header.split(",") if h.strip()]
     client = peer
     for hop in reversed(hops):
-        ip = _parse_ip(hop)
+        ip = parse_ip(hop)
         if ip is None:
             break  # garbage: stop at the last address we could trust
         client = str(ip)
