@@ -46,11 +46,15 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
     sub[CONTEXT_KEY] = ctx
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
-        route = sub.router.add_route(spec.method, spec.path, spec.handler)
-        if spec.body_schema is not None:
-            ctx.body_validators[route] = ctx.schemas[spec.body_schema]
-        policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                      spec.quiet)
+        # HEAD is answered wherever GET is (SPEC 2): the same handler, auth, audit and
+        # limits; aiohttp sends the status and headers of the GET answer, no body.
+        methods = (spec.method, "HEAD") if spec.method == "GET" else (spec.method,)
+        for method in methods:
+            route = sub.router.add_route(method, spec.path, spec.handler)
+            if spec.body_schema is not None:
+                ctx.body_validators[route] = ctx.schemas[spec.body_schema]
+            policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
+                                          spec.quiet)
     return sub
 
 
