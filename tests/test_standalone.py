@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -13,12 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from dendrite_admin_ext import __version__
 from dendrite_admin_ext.addresses import normalize_address, normalize_network
-from dendrite_admin_ext.cli import main, register_user
-from dendrite_admin_ext.server import build_standalone_app, client_address
+from dendrite_admin_ext.cli import build_parser, main, register_user
+from dendrite_admin_ext.server import (
+    ListenError,
+    bind_listener,
+    build_standalone_app,
+    client_address,
+)
 from dendrite_admin_ext.storage.base import AccountType
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.validation import Schemas
@@ -69,6 +78,8 @@ def test_serve_register_whois_and_sigterm(tmp_path: Path) -> None:
         assert (status, err["errcode"]) == (404, "M_UNRECOGNIZED")
         assert server.stop(signal.SIGTERM) == 0
     assert "Traceback" not in server.log()
+    # SIGTERM is logged: the operator sees the server go down on purpose.
+    assert "shutting down" in server.log() and "stopped" in server.log()
     # No secret in any log line, even at DEBUG.
     log = server.log()
     for secret in ("standalone-secret", "rootpassword", "bobpassword", token):
@@ -78,6 +89,43 @@ def test_serve_register_whois_and_sigterm(tmp_path: Path) -> None:
 def test_sigint_stops_cleanly(tmp_path: Path) -> None:
     with running(write_config(tmp_path)) as server:
         assert server.stop(signal.SIGINT) == 0
+    assert "shutting down" in server.log()
+
+
+def test_port_in_use_is_one_line_and_migrates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "admin.db"
+    config = write_config(tmp_path, database={"backend": "sqlite", "path": str(db)})
+    port = yaml.safe_load(config.read_text())["listen"]["port"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        out = subprocess.run([*CLI, "serve", "--config", str(config)], capture_output=True,
+                             text=True, timeout=60, check=False)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if "Cannot listen" in ln]
+    assert f"127.0.0.1:{port}" in line and "already in use" in line
+    assert "listen.port" in line
+    assert not db.exists()  # no database created, let alone migrated
+
+
+@pytest.mark.parametrize(("host", "port", "reason"), [
+    ("192.0.2.1", 8008, "not available"),  # TEST-NET-1: not an address of this machine
+    ("no-such-host.invalid", 8008, "unknown host name"),
+])
+def test_bind_listener_explains_other_failures(host: str, port: int, reason: str) -> None:
+    with pytest.raises(ListenError) as info:
+        bind_listener(host, port).close()
+    assert reason in str(info.value) and f"{host}:{port}" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_listen_errors_say_what_to_do() -> None:
+    import errno
+
+    from dendrite_admin_ext.server import _explain
+    assert "ports below 1024" in _explain(PermissionError(errno.EACCES, "denied"))
+    assert "listen.port" in _explain(OSError(errno.EADDRINUSE, "in use"))
 
 
 def test_register_cli_wrong_secret(tmp_path: Path) -> None:
@@ -105,6 +153,44 @@ def test_invalid_config_exits_with_key_path(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert "Error in configuration at 'listen.port'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_version_flag() -> None:
+    for argv in ([], ["serve"], ["check-config"], ["register-user"], ["openapi"]):
+        out = subprocess.run([*CLI, *argv, "--version"], capture_output=True, text=True,
+                             timeout=60, check=False)
+        assert out.returncode == 0, (argv, out.stderr)
+        assert out.stdout.strip().endswith(__version__), argv
+
+
+def test_every_subcommand_has_help_text() -> None:
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(sub.choices) >= {"serve", "check-config", "openapi", "register-user"}
+    for name, command in sub.choices.items():
+        assert command.description, name
+        helps = [a.help for a in command._actions]
+        assert all(helps), (name, helps)
+    out = subprocess.run([*CLI, "check-config", "--help"], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert "every problem" in out.stdout
+
+
+def test_check_config_reports_every_problem(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("listen: {port: nope}\nserver_notices: {room_name: 5}\n"
+                   "passwords: {bcrypt_cost: 99}\n")
+    assert main(["check-config", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    for where in ("'server_name': this key is required", "'listen.port'",
+                  "'server_notices.room_name'", "'passwords.bcrypt_cost'"):
+        assert f"Error in configuration at {where}" in err, err
+    assert "4 problems" in err
+    good = tmp_path / "good.yaml"
+    good.write_text("server_name: e.org\ndatabase: {backend: memory}\n")
+    assert main(["check-config", "-c", str(good)]) == 0
+    assert "OK" in capsys.readouterr().out
 
 
 def test_help_lists_commands() -> None:
