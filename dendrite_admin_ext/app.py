@@ -21,6 +21,7 @@ from .config import Config
 from .context import CONTEXT_KEY, AdminContext
 from .events import now_ms
 from .limits import Deadlines, RateLimiter
+from .observability import warn_if_logs_unseen
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
@@ -61,6 +62,7 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
 def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        warn_if_logs_unseen()
         if manage_storage:
             await ctx.storage.open()
         ctx.hasher.start()

@@ -31,10 +31,12 @@ from .config import LoggingConfig
 
 __all__ = [
     "ACCESS_LOGGER",
+    "AUDIT_LOGGER",
     "REQUEST_ID_KEY",
     "JsonFormatter",
     "RequestIdFilter",
     "configure_logging",
+    "warn_if_logs_unseen",
     "current_request_id",
     "get_request_id",
     "bind_request_id",
@@ -135,6 +137,24 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
+
+
+AUDIT_LOGGER = "dendrite_admin_ext.audit"
+_log = logging.getLogger(__name__)
+
+
+def warn_if_logs_unseen() -> bool:
+    """At start-up: when no handler would take the access and audit lines (a host that
+    configured no logging: Python then shows WARNING and above only), say so once, at
+    WARNING, naming the loggers to configure.  Returns True if it warned."""
+    unseen = [name for name in (ACCESS_LOGGER, AUDIT_LOGGER)
+              if not logging.getLogger(name).hasHandlers()]
+    if not unseen:
+        return False
+    _log.warning("no logging handler takes %s: their INFO lines (one per admin request, "
+                 "one per audited action) are discarded; configure logging in the host, "
+                 "e.g. logging.basicConfig(level=logging.INFO)", " and ".join(unseen))
+    return True
 
 
 def configure_logging(config: LoggingConfig) -> None:
