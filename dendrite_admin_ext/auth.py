@@ -71,15 +71,15 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
+            raise MissingToken(messages.BAD_AUTHORIZATION_HEADER)
         header_token = value.strip()
     query_token = request.query.get("access_token") if allow_query else None
     if (header_token is not None and query_token is not None
             and not hmac.compare_digest(_raw(header_token), _raw(query_token))):
-        raise MissingToken("Mixing Authorization headers and access_token query parameters.")
+        raise MissingToken(messages.MIXED_TOKENS)
     token = header_token or query_token
     if not token:
-        raise MissingToken("Missing access token.")
+        raise MissingToken(messages.MISSING_TOKEN)
     if not token.isprintable():
         # NUL, control characters or bytes that are not UTF-8: no token has them, and
         # database drivers refuse them outright.

@@ -107,7 +107,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
     already passed ``register.schema.json``."""
     secret = ctx.config.registration.shared_secret
     if secret is None:  # the route is not mounted without a secret; defensive only
-        raise Unrecognized("Shared secret registration is not enabled")
+        raise Unrecognized(messages.REGISTRATION_DISABLED)
 
     nonce: str = body["nonce"]
     username: str = body["username"]
@@ -127,7 +127,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
         raise UserInUse(messages.USER_IN_USE)
     check_password_policy(password, ctx.config.passwords)
     if user_type is not None and user_type not in ctx.config.registration.user_types:
-        raise InvalidParam(f"Invalid user type: {user_type}")
+        raise InvalidParam(messages.invalid_user_type(user_type))
 
     display_name = body.get("displayname", localpart)
     if display_name is None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from . import messages
 from .addresses import IPAddress, IPNetwork, normalize_address, normalize_network, parse_ip
 from .app import setup_admin
 from .config import Config
@@ -88,7 +89,7 @@ def build_standalone_app(config: Config, storage: AdminStorage | None = None
 
 
 async def _not_found(request: web.Request) -> web.Response:
-    return Unrecognized("Unrecognized request").response()
+    return Unrecognized(messages.UNRECOGNIZED).response()
 
 
 SHUTDOWN_TIMEOUT_S = 30.0
