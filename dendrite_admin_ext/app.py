@@ -22,6 +22,7 @@ from .context import CONTEXT_KEY, AdminContext
 from .events import now_ms
 from .features import check_storage, enabled_features
 from .limits import Deadlines, RateLimiter
+from .observability import warn_if_logs_unseen
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
@@ -47,17 +48,22 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
     sub[CONTEXT_KEY] = ctx
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
-        route = sub.router.add_route(spec.method, spec.path, spec.handler)
-        if spec.body_schema is not None:
-            ctx.body_validators[route] = ctx.schemas[spec.body_schema]
-        policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                      spec.quiet)
+        # HEAD is answered wherever GET is (SPEC 2): the same handler, auth, audit and
+        # limits; aiohttp sends the status and headers of the GET answer, no body.
+        methods = (spec.method, "HEAD") if spec.method == "GET" else (spec.method,)
+        for method in methods:
+            route = sub.router.add_route(method, spec.path, spec.handler)
+            if spec.body_schema is not None:
+                ctx.body_validators[route] = ctx.schemas[spec.body_schema]
+            policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
+                                          spec.quiet)
     return sub
 
 
 def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
+        warn_if_logs_unseen()
         if manage_storage:
             await ctx.storage.open()
         ctx.hasher.start()

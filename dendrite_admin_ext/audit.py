@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .addresses import client_ip
 from .auth import REQUESTER_KEY
 from .context import AdminContext
 from .errors import InternalError, MatrixError, StorageUnavailableError, from_http_exception
@@ -107,13 +108,13 @@ class AuditRecorder:
                      status: int) -> None:
         requester = request.get(REQUESTER_KEY)
         if (requester is None and outcome != "ok"
-                and self.anonymous.check(request.remote or "")):
+                and self.anonymous.check(client_ip(request))):
             log.debug("audit %s outcome=%s not stored: too many anonymous refusals",
                       spec.action, outcome)
             return
         detail: dict[str, Any] = {"method": request.method, "status": status}
         if self.record_ip and request.remote:
-            detail["ip"] = request.remote
+            detail["ip"] = client_ip(request)
         entry = AuditEntry(
             ts=self.ctx.clock(),
             request_id=get_request_id(request),

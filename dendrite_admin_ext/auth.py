@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from . import messages
+from .addresses import client_ip
 from .context import AdminContext
 from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
 from .identifiers import UserID
@@ -69,15 +71,15 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
     if header is not None:
         scheme, _, value = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
-            raise MissingToken("Invalid Authorization header: expected 'Bearer <token>'")
+            raise MissingToken(messages.BAD_AUTHORIZATION_HEADER)
         header_token = value.strip()
     query_token = request.query.get("access_token") if allow_query else None
     if (header_token is not None and query_token is not None
             and not hmac.compare_digest(_raw(header_token), _raw(query_token))):
-        raise MissingToken("Mixing Authorization headers and access_token query parameters.")
+        raise MissingToken(messages.MIXED_TOKENS)
     token = header_token or query_token
     if not token:
-        raise MissingToken("Missing access token.")
+        raise MissingToken(messages.MISSING_TOKEN)
     if not token.isprintable():
         # NUL, control characters or bytes that are not UTF-8: no token has them, and
         # database drivers refuse them outright.
@@ -96,11 +98,11 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
     # Set before the access checks so the audit trail names who was refused.
     request[REQUESTER_KEY] = requester
     if session.account_type == AccountType.GUEST:
-        raise GuestAccessForbidden("Guest access not allowed")
+        raise GuestAccessForbidden(messages.GUEST_ACCESS)
     if access is Access.ADMIN and session.account_type != AccountType.ADMIN:
-        raise Forbidden("This API can only be used by admin users.")
+        raise Forbidden(messages.NOT_ADMIN)
     ctx.activity.note(
         requester.user, requester.device_id,
-        (request.remote or "") if ctx.config.http.record_client_ip else "",
+        client_ip(request) if ctx.config.http.record_client_ip else "",
         request.headers.get("User-Agent", ""), ctx.clock(),
     )

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from . import __version__
 from .config import Config, ConfigError, load_config
 from .services.registration import compute_mac
 
@@ -24,11 +25,15 @@ _DEFAULT_URL = "http://localhost:8008"
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .observability import configure_logging
-    from .server import run_server
+    from .server import ListenError, run_server
 
     config = load_config(args.config)
     configure_logging(config.logging)
-    run_server(config)
+    try:
+        run_server(config)
+    except ListenError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -45,7 +50,15 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        # Every problem of the file, one line each with its key path.
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{args.config}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return 2
     print(f"{args.config}: OK (server_name {config.server_name}, "
           f"{config.database.backend} storage)")
     return 0
@@ -153,27 +166,43 @@ def _cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dendrite-admin-ext",
-        description="Dendrite's admin API for aiohttp Matrix homeservers.")
+        description="Dendrite's admin API for aiohttp Matrix homeservers.",
+        epilog="Run 'dendrite-admin-ext COMMAND --help' for a command's options.")
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the standalone admin server",
                            description="Run the admin API on its own port (SIGINT/SIGTERM "
-                                       "stop it cleanly, finishing in-flight requests).")
+                                       "stop it cleanly, finishing in-flight requests). "
+                                       "Exits with 1 if the port cannot be had, 2 if the "
+                                       "configuration is invalid.")
     serve.add_argument("--config", "-c", required=True, metavar="FILE",
                        help="YAML configuration file (see example_config.yaml)")
     serve.set_defaults(func=_cmd_serve)
 
-    check = sub.add_parser("check-config", help="validate a configuration file")
-    check.add_argument("--config", "-c", required=True, metavar="FILE")
+    check = sub.add_parser(
+        "check-config", help="validate a configuration file",
+        description="Validate a configuration file against the schema and the rules "
+                    "between keys, and report every problem with its key path. Exits "
+                    "with 0 when the file is valid, 2 when it is not.")
+    check.add_argument("--config", "-c", required=True, metavar="FILE",
+                       help="YAML configuration file to check")
     check.set_defaults(func=_cmd_check_config)
 
     api = sub.add_parser("openapi", help="print the OpenAPI 3.1 document",
                          description="Print the OpenAPI 3.1 document of the routes the "
                                      "configuration enables (default: the defaults).")
-    api.add_argument("--config", "-c", metavar="FILE")
+    api.add_argument("--config", "-c", metavar="FILE",
+                     help="YAML configuration file whose enabled routes to describe")
     api.set_defaults(func=_cmd_openapi)
 
     reg = sub.add_parser(
@@ -203,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("server_url", nargs="?", default=None,
                      help=f"URL of the server (default: from --config, else {_DEFAULT_URL})")
     reg.set_defaults(func=_cmd_register, admin=None)
+    for command in (serve, check, api, reg):
+        _add_version(command)
     return parser
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema.exceptions import best_match
 
-from .validation import Schemas, first_error, load_schemas, missing_keys
+from .validation import Schemas, load_schemas, missing_keys
 
 __all__ = [
     "AuditConfig",
@@ -36,13 +37,29 @@ __all__ = [
 
 
 class ConfigError(Exception):
-    """An invalid configuration; the message names the offending key path."""
+    """An invalid configuration; the message names the offending key path.
+
+    :func:`parse_config` reports every problem of a file at once: the error it raises
+    lists them in ``problems`` (each a ConfigError with its own ``path``), one line
+    each in its message; ``path`` is the first one's."""
 
     def __init__(self, message: str, path: tuple[str | int, ...] = ()) -> None:
         where = ".".join(str(p) for p in path)
         super().__init__(f"Error in configuration at '{where}': {message}" if where
                          else f"Error in configuration: {message}")
         self.path = path
+        self.problems: tuple[ConfigError, ...] = (self,)
+
+    @classmethod
+    def combine(cls, problems: list[ConfigError]) -> ConfigError:
+        """One error listing every problem (in the order given), one per line."""
+        if len(problems) == 1:
+            return problems[0]
+        combined = cls.__new__(cls)
+        Exception.__init__(combined, "\n".join(str(p) for p in problems))
+        combined.path = problems[0].path
+        combined.problems = tuple(problems)
+        return combined
 
 
 @dataclass(frozen=True)
@@ -160,39 +177,85 @@ def _read_secret_file(path: Path, key: tuple[str, ...]) -> str:
     return value
 
 
+def _schema_problems(validator: Any, raw: Mapping[str, Any]) -> list[ConfigError]:
+    """Every schema error of the document, each as its most relevant cause (the
+    branch of an ``anyOf`` that fits best), in key-path order."""
+    problems: list[ConfigError] = []
+    errors = sorted(validator.iter_errors(raw),
+                    key=lambda e: [str(p) for p in e.absolute_path])
+    for top in errors:
+        error = best_match([top])
+        path = tuple(error.absolute_path)
+        if error.validator == "required":
+            problems.extend(ConfigError("this key is required", (*path, key))
+                            for key in missing_keys(error))
+        elif error.validator == "additionalProperties":
+            problems.append(ConfigError(error.message.replace(
+                "Additional properties", "Unknown keys"), path))
+        elif any("secret" in str(p) or "dsn" in str(p) for p in path):
+            # Never echo a secret's value back into a log or terminal.
+            problems.append(ConfigError(
+                f"invalid value (failed '{error.validator}' check)", path))
+        else:
+            problems.append(ConfigError(error.message, path))
+    return problems
+
+
+def _mapping(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A section of the document, or {} when it is absent or not a mapping (a schema
+    problem reported already)."""
+    value = raw.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def parse_config(raw: Any, base_dir: Path | None = None,
                  schemas: Schemas | None = None) -> Config:
-    """Validate a parsed YAML document and build the typed configuration."""
+    """Validate a parsed YAML document and build the typed configuration.  Raises one
+    :class:`ConfigError` listing every problem found (schema and cross-key checks)."""
     base_dir = base_dir or Path.cwd()
     schemas = schemas or load_schemas()
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a mapping of keys to values")
-    error = first_error(schemas["config"], raw)
-    if error is not None:
-        path = tuple(error.absolute_path)
-        if error.validator == "required":
-            missing = missing_keys(error)
-            path = (*path, *missing[:1])
-            raise ConfigError("this key is required", path)
-        if error.validator == "additionalProperties":
-            raise ConfigError(error.message.replace("Additional properties",
-                                                    "Unknown keys"), path)
-        if any("secret" in str(p) or "dsn" in str(p) for p in path):
-            # Never echo a secret's value back into a log or terminal.
-            raise ConfigError(f"invalid value (failed '{error.validator}' check)", path)
-        raise ConfigError(error.message, path)
+    problems = _schema_problems(schemas["config"], raw)
 
     def rel(p: str) -> Path:
         path = Path(p).expanduser()
         return path if path.is_absolute() else base_dir / path
 
-    db: Mapping[str, Any] = raw.get("database", {})
+    def read_secret(value: object, key: tuple[str, ...]) -> str | None:
+        if not isinstance(value, str) or not value:
+            return None
+        try:
+            return _read_secret_file(rel(value), key)
+        except ConfigError as exc:
+            problems.append(exc)
+            return None
+
+    db = _mapping(raw, "database")
     dsn = db.get("dsn")
     if db.get("dsn_path"):
-        dsn = _read_secret_file(rel(db["dsn_path"]), ("database", "dsn_path"))
-    if db.get("backend") == "postgres" and not dsn:
-        raise ConfigError("the postgres backend needs 'dsn' or 'dsn_path'",
-                          ("database", "dsn"))
+        dsn = read_secret(db["dsn_path"], ("database", "dsn_path"))
+    if db.get("backend") == "postgres" and not dsn and "dsn_path" not in db:
+        problems.append(ConfigError("the postgres backend needs 'dsn' or 'dsn_path'",
+                                    ("database", "dsn")))
+
+    secret = raw.get("registration_shared_secret")
+    secret_path = raw.get("registration_shared_secret_path")
+    if secret and secret_path:
+        problems.append(ConfigError("set registration_shared_secret or "
+                                    "registration_shared_secret_path, not both",
+                                    ("registration_shared_secret_path",)))
+    elif secret_path:
+        secret = read_secret(secret_path, ("registration_shared_secret_path",))
+
+    pw = _mapping(raw, "passwords")
+    low, high = pw.get("min_length", 8), pw.get("max_length", 512)
+    if isinstance(low, int) and isinstance(high, int) and low > high:
+        problems.append(ConfigError("min_length is larger than max_length",
+                                    ("passwords", "min_length")))
+    if problems:
+        raise ConfigError.combine(problems)
+
     database = DatabaseConfig(
         backend=db.get("backend", "sqlite"),
         path=rel(db.get("path", "dendrite_admin.db")),
@@ -202,14 +265,6 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         statement_timeout=float(db.get("statement_timeout", 30.0)),
     )
 
-    secret = raw.get("registration_shared_secret")
-    secret_path = raw.get("registration_shared_secret_path")
-    if secret and secret_path:
-        raise ConfigError("set registration_shared_secret or "
-                          "registration_shared_secret_path, not both",
-                          ("registration_shared_secret_path",))
-    if secret_path:
-        secret = _read_secret_file(rel(secret_path), ("registration_shared_secret_path",))
     reg: Mapping[str, Any] = raw.get("registration", {})
     rl: Mapping[str, Any] = reg.get("rate_limit", {})
     registration = RegistrationConfig(
@@ -220,10 +275,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         rate_limit=RateLimitConfig(float(rl.get("per_second", 1.0)), rl.get("burst", 10)),
     )
 
-    pw: Mapping[str, Any] = raw.get("passwords", {})
     passwords = PasswordConfig(**pw)
-    if passwords.min_length > passwords.max_length:
-        raise ConfigError("min_length is larger than max_length", ("passwords", "min_length"))
 
     http_raw = dict(raw.get("http", {}))
     proxies = tuple(ipaddress.ip_network(p, strict=False)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from aiohttp import web
 
+from . import messages
 from .responses import json_response
 
 __all__ = [
@@ -101,7 +102,7 @@ class UnknownToken(MatrixError):
     status = 401
     errcode = "M_UNKNOWN_TOKEN"
 
-    def __init__(self, message: str = "Unrecognised access token.") -> None:
+    def __init__(self, message: str = messages.UNKNOWN_TOKEN) -> None:
         super().__init__(message, extra={"soft_logout": False})
 
 
@@ -155,7 +156,7 @@ class ServiceUnavailable(MatrixError):
     status = 503
     errcode = "M_UNKNOWN"
 
-    def __init__(self, message: str = "Storage is unavailable, try again shortly",
+    def __init__(self, message: str = messages.STORAGE_UNAVAILABLE,
                  retry_after_s: int = 5, extra: Mapping[str, Any] | None = None) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)}, extra=extra)
 
@@ -165,7 +166,7 @@ class InternalError(MatrixError):
     errcode = "M_UNKNOWN"
 
     def __init__(self) -> None:
-        super().__init__("Internal server error")
+        super().__init__(messages.INTERNAL_ERROR)
 
 
 class StorageUnavailableError(Exception):
@@ -186,14 +187,14 @@ def from_http_exception(exc: web.HTTPException) -> MatrixError:
     """The Matrix error for one of aiohttp's own HTTP errors (404, 405, 413, …)."""
     if isinstance(exc, web.HTTPMethodNotAllowed):
         return Unrecognized(
-            f"Method {exc.method} is not allowed here",
+            messages.method_not_allowed(exc.method),
             status=405,
             headers={"Allow": ", ".join(sorted(exc.allowed_methods))},
         )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return TooLarge("Request body too large")
+        return TooLarge(messages.body_too_large(None))
     if exc.status == 404:
-        return Unrecognized("Unrecognized request")
+        return Unrecognized(messages.UNRECOGNIZED)
     if exc.status == 503:
         return ServiceUnavailable()
     err = MatrixError(exc.reason or "Error", status=exc.status)

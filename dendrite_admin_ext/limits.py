@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import messages
 from .errors import MatrixError
 
 __all__ = [
@@ -128,9 +129,7 @@ class Deadlines:
         if task not in self._expired:
             return None
         task.uncancel()
-        return RequestTimeout(
-            f"The request took longer than {_fmt(self.seconds)} s; the operation may "
-            "still complete in the background")
+        return RequestTimeout(messages.request_timeout(_fmt(self.seconds)))
 
     async def _sweep(self) -> None:
         while True:

@@ -25,15 +25,18 @@ from typing import Any
 
 from aiohttp import web
 
+from .addresses import client_ip
 from .auth import REQUESTER_KEY
 from .config import LoggingConfig
 
 __all__ = [
     "ACCESS_LOGGER",
+    "AUDIT_LOGGER",
     "REQUEST_ID_KEY",
     "JsonFormatter",
     "RequestIdFilter",
     "configure_logging",
+    "warn_if_logs_unseen",
     "current_request_id",
     "get_request_id",
     "bind_request_id",
@@ -96,7 +99,7 @@ def log_access(request: web.Request, level: int, status: int, start: float,
         "requester": requester.user_id if requester is not None else None,
     }
     if record_ip:
-        fields["remote"] = request.remote
+        fields["remote"] = client_ip(request)
     access_log.log(level, "%s %s %d %.1fms requester=%s", fields["method"],
                    fields["path"], status, fields["duration_ms"],
                    fields["requester"] or "-", extra={"fields": fields})
@@ -134,6 +137,24 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, ensure_ascii=False)
+
+
+AUDIT_LOGGER = "dendrite_admin_ext.audit"
+_log = logging.getLogger(__name__)
+
+
+def warn_if_logs_unseen() -> bool:
+    """At start-up: when no handler would take the access and audit lines (a host that
+    configured no logging: Python then shows WARNING and above only), say so once, at
+    WARNING, naming the loggers to configure.  Returns True if it warned."""
+    unseen = [name for name in (ACCESS_LOGGER, AUDIT_LOGGER)
+              if not logging.getLogger(name).hasHandlers()]
+    if not unseen:
+        return False
+    _log.warning("no logging handler takes %s: their INFO lines (one per admin request, "
+                 "one per audited action) are discarded; configure logging in the host, "
+                 "e.g. logging.basicConfig(level=logging.INFO)", " and ".join(unseen))
+    return True
 
 
 def configure_logging(config: LoggingConfig) -> None:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 
+from . import messages
 from .config import PasswordConfig
 from .errors import BadJson, MissingParam, ServiceUnavailable, WeakPassword
 
@@ -27,11 +28,11 @@ _BCRYPT_MAX_BYTES = 72
 
 def check_password_policy(password: object, policy: PasswordConfig) -> str:
     if not isinstance(password, str) or password == "":
-        raise MissingParam("Missing parameter: password")
+        raise MissingParam(messages.missing_param("password"))
     if len(password) < policy.min_length:
-        raise WeakPassword(f"Password too short (minimum {policy.min_length} characters)")
+        raise WeakPassword(messages.password_too_short(policy.min_length))
     if len(password) > policy.max_length:
-        raise BadJson(f"Password too long (maximum {policy.max_length} characters)")
+        raise BadJson(messages.password_too_long(policy.max_length))
     return password
 
 
@@ -91,6 +92,6 @@ class PasswordHasher:
 
     def _admit(self) -> None:
         if self._in_flight >= self.max_concurrent + self.max_queued:
-            raise ServiceUnavailable("Too many password hashes in progress, try again shortly",
+            raise ServiceUnavailable(messages.HASHER_BUSY,
                                      retry_after_s=1)
         self._in_flight += 1

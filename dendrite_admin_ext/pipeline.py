@@ -27,6 +27,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
+from .addresses import client_ip
 from .audit import Audited, AuditRecorder
 from .auth import Access, authenticate
 from .context import AdminContext
@@ -99,7 +100,7 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
                     response: web.StreamResponse = json_response({})
                 else:
                     if policy.rate_limited:
-                        wait = limiter.check(request.remote or "")
+                        wait = limiter.check(client_ip(request))
                         if wait > 0:
                             raise LimitExceeded(wait)
                     audit = policy.audit

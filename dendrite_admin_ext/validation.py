@@ -25,6 +25,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from . import messages
 from .errors import BadJson, MatrixError, MissingParam, NotJson, TooLarge
 from .identifiers import is_valid_server_name, parse_room_id, parse_user_id
 
@@ -163,30 +164,30 @@ def parse_json_bytes(raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise NotJson("Request body is not valid UTF-8") from None
+        raise NotJson(messages.BODY_NOT_UTF8) from None
     try:
         body = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):  # RecursionError: nested about 1,000 deep
-        raise NotJson("Content not JSON.") from None
+        raise NotJson(messages.BODY_NOT_JSON) from None
     try:
         # What json.loads lets through but nothing downstream can store, hash or sign:
         # lone UTF-16 surrogates ("\ud800") and integers beyond 64 bits.
         orjson.dumps(body)
     except orjson.JSONEncodeError:
-        raise NotJson("Content not JSON: lone surrogate or out-of-range integer") from None
+        raise NotJson(messages.BODY_NOT_STORABLE_JSON) from None
     return body
 
 
 def check_body(validator: Draft202012Validator, body: Any) -> dict[str, Any]:
     """Validate a parsed body; map the best schema error to a Matrix error."""
     if not isinstance(body, dict):
-        raise BadJson("Request body must be a JSON object")
+        raise BadJson(messages.BODY_NOT_OBJECT)
     error = first_error(validator, body)
     if error is None:
         return body
     if error.validator == "required" and not error.absolute_path:
         missing = missing_keys(error)
-        raise MissingParam(f"Missing parameter: {missing[0] if missing else error.message}")
+        raise MissingParam(messages.missing_param(missing[0] if missing else error.message))
     where = "/".join(str(p) for p in error.absolute_path)
     raise BadJson(f"{where}: {error.message}" if where else error.message)
 
@@ -198,13 +199,13 @@ async def read_json_body(request: web.Request, validator: Draft202012Validator,
     The limit is enforced here because aiohttp applies only the root application's
     ``client_max_size``, never a sub-application's."""
     if request.content_length is not None and request.content_length > max_size:
-        raise TooLarge(f"Request body is larger than {max_size} bytes")
+        raise TooLarge(messages.body_too_large(max_size))
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > max_size:
-            raise TooLarge(f"Request body is larger than {max_size} bytes")
+            raise TooLarge(messages.body_too_large(max_size))
         chunks.append(chunk)
     body = parse_json_bytes(b"".join(chunks))
     request[JSON_BODY_KEY] = body  # for the audit trail, which picks the target from it

@@ -380,13 +380,13 @@ class HostStorage:
 
     async def send_event(
         self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
-        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        /, *, state_key: str | None = None, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         await _io()
         key = None if txn is None else (str(txn.user), txn.device_id, txn.txn_id)
         if key is not None and key in self._txns:
             return self._txns[key][0]
-        event_id = self._append(room_id, str(sender), event_type, content)
+        event_id = self._append(room_id, str(sender), event_type, content, state_key)
         if key is not None:
             self._txns[key] = (event_id, txn_ts)
         return event_id

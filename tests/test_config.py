@@ -112,3 +112,41 @@ def test_schemas_reject_unchecked_formats(tmp_path: Path) -> None:
         f'{{"$id": "{SCHEMA_BASE}x.schema.json", "type": "string", "format": "emial"}}')
     with pytest.raises(RuntimeError, match="emial"):
         load_schemas(tmp_path)
+
+
+# -- every problem of a file in one run ---------------------------------------------------
+
+def test_every_problem_is_reported_with_its_key_path() -> None:
+    """A missing required key and bad values together: all of them, in one error."""
+    with pytest.raises(ConfigError) as info:
+        parse_config({"listen": {"port": 70000, "hots": "x"},
+                      "database": {"backend": "postgres"},
+                      "passwords": {"bcrypt_cost": 2, "min_length": 10, "max_length": 5},
+                      "server_notices": {"room_name": 5}})
+    text = str(info.value)
+    for where in ("'server_name': this key is required", "'listen.port'", "'listen'",
+                  "'database.dsn'", "'passwords.bcrypt_cost'", "'passwords.min_length'",
+                  "'server_notices.room_name'"):
+        assert f"Error in configuration at {where}" in text, where
+    paths = [p.path for p in info.value.problems]
+    assert len(paths) == len(text.splitlines()) == 7
+    assert ("server_name",) in paths and ("listen", "port") in paths
+
+
+def test_several_missing_keys_and_secret_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"server_name": "e.org", "registration_shared_secret": 12345678,
+                      "database": {"backend": "postgres",
+                                   "dsn_path": str(tmp_path / "no-such-file")},
+                      "http": {"trusted_proxies": ["nope", "10.0.0.0/8", "also bad"]}})
+    problems = {p.path for p in info.value.problems}
+    assert problems == {("registration_shared_secret",), ("database", "dsn_path"),
+                        ("http", "trusted_proxies", 0), ("http", "trusted_proxies", 2)}
+    assert "12345678" not in str(info.value)
+
+
+def test_a_single_problem_is_one_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config({"server_name": "e.org", "listen": {"port": 70000}})
+    assert str(info.value).count("\n") == 0 and info.value.path == ("listen", "port")
+    assert info.value.problems == (info.value,)

@@ -136,3 +136,48 @@ def test_json_error_helper() -> None:
     assert isinstance(resp, web.Response)
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "3"
+
+
+# -- one message per situation, defined once (messages.py) ------------------------------
+
+def test_no_error_text_is_written_outside_the_message_table() -> None:
+    """Every Matrix error raised by the package takes its text from messages.py: a
+    literal (or f-string) passed to an error class anywhere else is a second wording
+    waiting to drift."""
+    import ast
+    from pathlib import Path
+
+    from dendrite_admin_ext import errors, limits
+
+    error_classes = {name for module in (errors, limits)
+                     for name, value in vars(module).items()
+                     if isinstance(value, type) and issubclass(value, errors.MatrixError)}
+    assert "RequestTimeout" in error_classes
+    package = Path(errors.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "messages.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in error_classes and node.args
+                    and isinstance(node.args[0], ast.Constant | ast.JoinedStr)):
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert offenders == []
+
+
+async def test_one_wording_for_not_an_admin(h: Harness) -> None:
+    """A non-admin refused an admin endpoint, or whois of someone else: one text."""
+    alice = await h.user("alice")
+    await h.user("bob")
+    texts = set()
+    for method, path in (("POST", "/_dendrite/admin/resetPassword/bob"),
+                         ("GET", "/_synapse/admin/v1/whois/@bob:test.example"),
+                         ("GET", "/_matrix/client/v3/admin/whois/@bob:test.example"),
+                         ("POST", "/_dendrite/admin/evacuateUser/@bob:test.example"),
+                         ("GET", "/_dendrite/admin/auditLog")):
+        resp = await h.client.request(method, path, headers=alice.auth, json={})
+        body = await resp.json()
+        assert (resp.status, body["errcode"]) == (403, "M_FORBIDDEN"), path
+        texts.add(body["error"])
+    assert texts == {"This API can only be used by admin users."}

@@ -276,7 +276,7 @@ async def test_evacuate_unknown_local_user_is_404(rh: Harness, method: str) -> N
     assert body["errcode"] == "M_NOT_FOUND"
 
 
-@pytest.mark.parametrize("user_id", [remote("alice"), "alice", "@Alice:test.example",
+@pytest.mark.parametrize("user_id", [remote("alice"), "alice", "@Al:ice:test.example",
                                      "@alice", "@al ice:test.example",
                                      "@" + "a" * 260 + ":test.example"])
 async def test_evacuate_remote_or_malformed_user_is_400(rh: Harness, user_id: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dendrite_admin_ext import MemoryStorage
-from dendrite_admin_ext.routes import ROUTES
+from dendrite_admin_ext.routes import ROUTES, RouteSpec
 
 from .conftest import Harness, HarnessFactory
 
@@ -94,3 +94,38 @@ def test_setup_rejects_non_storage() -> None:
     with pytest.raises(TypeError):
         setup_admin(web.Application(), parse_config({"server_name": "x.org"}), object())  # type: ignore[arg-type]
     setup_admin(web.Application(), parse_config({"server_name": "x.org"}), MemoryStorage())
+
+
+# -- HEAD wherever GET (SPEC 2) ---------------------------------------------------------
+
+_GET_ROUTES = [r for r in ROUTES if r.method == "GET"]
+
+
+def _concrete(path: str, user_id: str) -> str:
+    """A GET path with its parameters filled in (a room nobody knows: no evacuation)."""
+    return (path.replace("{user_id:.+}", user_id)
+            .replace("{room_id:.+}", "!nowhere:test.example"))
+
+
+@pytest.mark.parametrize("spec", _GET_ROUTES, ids=lambda r: f"HEAD {r.full_path}")
+async def test_head_answers_as_get_without_body(h: Harness, spec: RouteSpec) -> None:
+    admin = await h.user("root", admin=True)
+    path = _concrete(spec.full_path, str(admin.user_id))
+    for headers in (admin.auth, {}):
+        got = await h.client.get(path, headers=headers)
+        await got.read()
+        head = await h.client.head(path, headers=headers)
+        assert head.status == got.status, path
+        assert await head.read() == b""
+        for name in ("Content-Type", "Access-Control-Allow-Origin"):
+            assert head.headers.get(name) == got.headers.get(name), name
+        if spec.path in ("/health", "/openapi.json", "/v1/register") or got.status >= 400:
+            assert head.headers["Content-Length"] == got.headers["Content-Length"]
+
+
+async def test_head_where_no_get_is_405(h: Harness) -> None:
+    resp = await h.client.head("/_synapse/admin/v1/send_server_notice")
+    assert resp.status == 405
+    assert "HEAD" not in resp.headers["Allow"]
+    resp = await h.client.delete("/_synapse/admin/v1/register")
+    assert "HEAD" in resp.headers["Allow"].replace(" ", "").split(",")

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from dendrite_admin_ext.errors import StorageUnavailableError
+from dendrite_admin_ext.events import canonical_json
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.services import notices
 from dendrite_admin_ext.services.evacuation import wait_for_running
@@ -445,7 +446,7 @@ async def test_a_room_that_keeps_changing_is_a_503(
     ({"user_id": "@alice:test.example", "type": "", "content": TEXT}, "M_BAD_JSON"),
     ([1, 2], "M_BAD_JSON"),
     ({"user_id": "alice", "content": TEXT}, "M_INVALID_PARAM"),
-    ({"user_id": "@Alice:test.example", "content": TEXT}, "M_INVALID_PARAM"),
+    ({"user_id": "@al ice:test.example", "content": TEXT}, "M_INVALID_PARAM"),
     ({"user_id": f"@alice:{REMOTE}", "content": TEXT}, "M_INVALID_PARAM"),
 ])
 @pytest.mark.parametrize("txn_id", [None, "t1"])
@@ -678,3 +679,151 @@ async def test_long_txn_id_is_rejected(rh: Harness) -> None:
     status, body = await send(rh, admin, {"user_id": str(alice.user_id), "content": TEXT},
                               "x" * 300)
     assert (status, body["errcode"]) == (400, "M_INVALID_PARAM")
+
+
+# -- state notices and structural types (SPEC 4.5) -------------------------------------
+
+BANNER = {"text": "maintenance at 22:00"}
+
+
+@pytest.mark.parametrize("txn_id", [None, "state-1"])
+async def test_a_notice_with_state_key_is_a_state_event(rh: Harness,
+                                                        txn_id: str | None) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    body = {"user_id": str(alice.user_id), "type": "org.example.banner", "state_key": "",
+            "content": BANNER}
+    status, answer = await send(rh, admin, body, txn_id)
+    assert status == 200, answer
+    room_id = await notice_room(rh, alice)
+    state = room_state(rh.storage, room_id)
+    event = state[("org.example.banner", "")]
+    assert (event["event_id"], event["sender"], event["content"]) == (
+        answer["event_id"], str(SYSTEM), BANNER)
+    assert messages(rh, room_id) == []  # not a timeline message
+    assert await rh.storage.get_state_content(room_id, "org.example.banner", "") == BANNER
+    if txn_id is not None:  # a retried PUT sends nothing new
+        assert (await send(rh, admin, body, txn_id))[1] == answer
+    # A later state notice replaces it; another state key sits beside it.
+    newer = {**body, "content": {"text": "done"}}
+    await send(rh, admin, newer)
+    await send(rh, admin, {**newer, "state_key": "second", "content": {"n": 2}})
+    assert await rh.storage.get_state_content(room_id, "org.example.banner", "") == {
+        "text": "done"}
+    assert await rh.storage.get_state_content(room_id, "org.example.banner", "second") == {
+        "n": 2}
+    # The room is still what it was: the system user in charge, alice invited.
+    assert await rh.storage.get_membership(room_id, SYSTEM) == "join"
+    assert await rh.storage.get_membership(room_id, alice.user_id) == "invite"
+
+
+async def test_room_name_as_a_state_notice(rh: Harness) -> None:
+    """Types that are not structural may be set as state (a topic, a name)."""
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    for event_type, content in (("m.room.topic", {"topic": "Read me"}),
+                                ("m.room.name", {"name": "Important"})):
+        status, answer = await send(rh, admin, {"user_id": str(alice.user_id),
+                                                "type": event_type, "state_key": "",
+                                                "content": content})
+        assert status == 200, answer
+        room_id = await notice_room(rh, alice)
+        assert await rh.storage.get_state_content(room_id, event_type, "") == content
+
+
+@pytest.mark.parametrize("event_type", sorted(notices.STRUCTURAL_TYPES))
+@pytest.mark.parametrize("state_key", [None, "", "@alice:test.example"])
+async def test_structural_types_are_refused(rh: Harness, event_type: str,
+                                            state_key: str | None) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    body: dict[str, Any] = {"user_id": str(alice.user_id), "type": event_type,
+                            "content": {"membership": "join", "join_rule": "public"}}
+    if state_key is not None:
+        body["state_key"] = state_key
+    for txn_id in (None, "t-structural"):
+        status, answer = await send(rh, admin, body, txn_id)
+        assert (status, answer["errcode"]) == (400, "M_INVALID_PARAM"), answer
+    assert await rh.storage.get_server_notice_room(alice.user_id) is None
+
+
+async def test_structural_type_refused_in_an_existing_room(rh: Harness) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    await send_ok(rh, admin, alice)
+    room_id = await notice_room(rh, alice)
+    before = room_events(rh.storage, room_id)
+    status, _ = await send(rh, admin, {"user_id": str(alice.user_id),
+                                       "type": "m.room.power_levels", "state_key": "",
+                                       "content": {"users": {str(alice.user_id): 100}}})
+    assert status == 400
+    assert room_events(rh.storage, room_id) == before
+
+
+# -- event limits (SPEC 2): checked before anything is stored ---------------------------
+
+def big_text(length: int) -> dict[str, Any]:
+    return {"msgtype": "m.text", "body": "x" * length}
+
+
+@pytest.mark.parametrize("length", [65_526, 65_300, 66_000])
+@pytest.mark.parametrize("txn_id", [None, "big"])
+async def test_a_notice_over_the_event_limit_is_413_and_stores_nothing(
+        rh: Harness, length: int, txn_id: str | None) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    status, answer = await send(rh, admin, {"user_id": str(alice.user_id),
+                                            "content": big_text(length)}, txn_id)
+    assert (status, answer["errcode"]) == (413, "M_TOO_LARGE"), answer
+    # No room, no system user: the check came before anything.
+    assert await rh.storage.get_server_notice_room(alice.user_id) is None
+    assert await rh.storage.get_account(SYSTEM) is None
+    if txn_id is not None:  # not remembered: a smaller retry with the same id is sent
+        assert (await send(rh, admin, {"user_id": str(alice.user_id),
+                                       "content": TEXT}, txn_id))[0] == 200
+
+
+async def test_a_large_notice_that_fits_is_sent_within_the_limit(rh: Harness) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    await send_ok(rh, admin, alice, big_text(63_000))
+    [message] = messages(rh, await notice_room(rh, alice))
+    assert len(canonical_json(message)) <= 65_536
+
+
+@pytest.mark.parametrize("max_body", [1_048_576, 200_000])
+async def test_the_event_limit_holds_whatever_the_body_limit(
+        room_harness_factory: HarnessFactory, max_body: int) -> None:
+    rh = await room_harness_factory(http={"max_body_size": max_body})
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    await send_ok(rh, admin, alice)  # the room exists: nothing new may appear in it
+    room_id = await notice_room(rh, alice)
+    before = room_events(rh.storage, room_id)
+    for content in (big_text(150_000), {"msgtype": "m.text", "body": "é" * 40_000},
+                    {"msgtype": "m.text", "body": "x", "pad": ["y" * 1000] * 70}):
+        status, answer = await send(rh, admin, {"user_id": str(alice.user_id),
+                                                "content": content})
+        assert (status, answer["errcode"]) == (413, "M_TOO_LARGE")
+    status, answer = await send(rh, admin, {"user_id": str(alice.user_id),
+                                            "type": "org.example.banner", "state_key": "",
+                                            "content": {"text": "z" * 70_000}})
+    assert (status, answer["errcode"]) == (413, "M_TOO_LARGE")
+    assert room_events(rh.storage, room_id) == before
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("type", "é" * 128),  # 128 characters, 256 bytes
+    ("state_key", "k" * 256),
+    ("state_key", "ü" * 200),
+])
+async def test_event_fields_over_255_bytes_are_400(rh: Harness, field: str,
+                                                   value: str) -> None:
+    admin = await rh.user("admin", admin=True)
+    alice = await rh.user("alice")
+    body = {"user_id": str(alice.user_id), "type": "org.example.x", "state_key": "",
+            "content": {"x": 1}, field: value}
+    status, answer = await send(rh, admin, body)
+    assert (status, answer["errcode"]) == (400, "M_BAD_JSON"), answer
+    assert field in answer["error"]
+    assert await rh.storage.get_server_notice_room(alice.user_id) is None

@@ -16,6 +16,7 @@ from dendrite_admin_ext.observability import (
     JsonFormatter,
     RequestIdFilter,
     configure_logging,
+    warn_if_logs_unseen,
 )
 
 from .conftest import SERVER, Harness, HarnessFactory
@@ -141,3 +142,28 @@ async def test_health_switchable(harness_factory: HarnessFactory) -> None:
 def test_example_config_mentions_json_logs() -> None:
     text = (Path(__file__).resolve().parent.parent / "example_config.yaml").read_text()
     assert "format: text" in text and "json" in text
+
+
+def test_a_host_without_logging_is_told_at_start_up(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Embedded in a host that configured no logging, the access and audit lines would
+    vanish silently: the admin API says so (Python's last-resort handler shows it)."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    try:
+        root.handlers[:] = []
+        assert warn_if_logs_unseen()
+        err = capsys.readouterr().err
+        assert "dendrite_admin_ext.access" in err and "dendrite_admin_ext.audit" in err
+        assert "logging.basicConfig" in err
+        root.addHandler(logging.NullHandler())
+        assert not warn_if_logs_unseen()
+    finally:
+        root.handlers[:] = saved
+
+
+def test_readme_tells_embedders_what_to_configure() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    embedding = readme.split("## Embedding in a homeserver", 1)[1].split("\n## ", 1)[0]
+    assert "dendrite_admin_ext.access" in embedding and "dendrite_admin_ext.audit" in embedding
+    assert "logging.basicConfig(level=logging.INFO)" in embedding

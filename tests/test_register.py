@@ -13,7 +13,7 @@ from dendrite_admin_ext.services.registration import compute_mac
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.storage.types import AccountType
 
-from .conftest import SECRET, Harness, HarnessFactory
+from .conftest import SECRET, SERVER, Harness, HarnessFactory
 
 URL = "/_synapse/admin/v1/register"
 # For tests that fire more requests than the default burst on purpose.
@@ -166,11 +166,30 @@ async def test_mac_checked_before_bcrypt(h: Harness) -> None:
     ("bad name", "M_INVALID_USERNAME"),
     ("ünïcode", "M_INVALID_USERNAME"),
     ("a" * 250, "M_INVALID_USERNAME"),
+    # The errcode does not change with length (the schema does not bound it).
+    ("a" * 255, "M_INVALID_USERNAME"),
+    ("a" * 256, "M_INVALID_USERNAME"),
+    ("a" * 300, "M_INVALID_USERNAME"),
+    ("b" * 20_000, "M_INVALID_USERNAME"),
+    ("é" * 200, "M_INVALID_USERNAME"),
+    # Historical localparts are reachable by lookups, never created here.
+    ("al!ce", "M_INVALID_USERNAME"),
+    ("a~b", "M_INVALID_USERNAME"),
+    ("a:b", "M_INVALID_USERNAME"),
 ])
 async def test_invalid_usernames(h: Harness, username: str, errcode: str) -> None:
     resp = await h.client.post(URL, json=await signed(h, username))
     assert resp.status == 400
     assert (await resp.json())["errcode"] == errcode
+    assert not await h.storage.localpart_exists(UserID(username.lower(), SERVER))
+
+
+async def test_longest_username_that_fits(h: Harness) -> None:
+    """A user ID of exactly 255 bytes is created; one byte more is refused."""
+    room = 255 - len(f"@:{SERVER}")
+    assert (await h.client.post(URL, json=await signed(h, "a" * room))).status == 200
+    resp = await h.client.post(URL, json=await signed(h, "b" * (room + 1)))
+    assert (await resp.json())["errcode"] == "M_INVALID_USERNAME"
 
 
 async def test_user_in_use_case_insensitive(h: Harness) -> None:

@@ -58,7 +58,10 @@ async def test_admin_resetting_own_password_keeps_own_device(mh: Harness) -> Non
 
 
 @pytest.mark.parametrize(("target", "body", "status", "errcode"), [
-    ("Alice", {"password": "longenough"}, 400, "M_INVALID_PARAM"),
+    # "Alice" is a well-formed historical localpart: no such account, so 404.
+    ("Alice", {"password": "longenough"}, 404, "M_NOT_FOUND"),
+    ("al ice", {"password": "longenough"}, 400, "M_INVALID_PARAM"),
+    ("a:b", {"password": "longenough"}, 400, "M_INVALID_PARAM"),
     ("@alice:remote.org", {"password": "longenough"}, 400, "M_INVALID_PARAM"),
     ("@bad", {"password": "longenough"}, 400, "M_INVALID_PARAM"),
     ("ghost", {"password": "longenough"}, 404, "M_NOT_FOUND"),

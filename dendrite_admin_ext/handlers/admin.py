@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import messages
 from ..audit import entry_to_json
 from ..context import get_context
 from ..errors import InvalidParam, ServiceUnavailable, StorageUnavailableError
@@ -34,7 +35,7 @@ async def health(request: web.Request) -> web.Response:
         async with asyncio.timeout(HEALTH_TIMEOUT_S):
             await ctx.storage.ping()
     except (StorageUnavailableError, OSError, TimeoutError):
-        return ServiceUnavailable("Database unreachable", extra={
+        return ServiceUnavailable(messages.DATABASE_UNREACHABLE, extra={
             "status": "unavailable", "database": "unreachable"}).response()
     return json_response({"status": "ok", "database": "ok"})
 
@@ -49,7 +50,7 @@ def _int_param(request: web.Request, name: str, default: int | None, low: int,
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
-        raise InvalidParam(f"'{name}' must be an integer from {low} to {high}")
+        raise InvalidParam(messages.integer_out_of_range(name, low, high))
     return int(raw)
 
 

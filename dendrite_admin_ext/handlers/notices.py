@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import messages
 from ..auth import get_requester
 from ..context import get_context
 from ..errors import InvalidParam
@@ -32,7 +33,7 @@ async def send_notice_txn(request: web.Request) -> web.Response:
     requester = get_requester(request)
     txn_id = request.match_info["txn_id"]
     if len(txn_id) > MAX_TXN_ID_LENGTH:
-        raise InvalidParam(f"Transaction ID is longer than {MAX_TXN_ID_LENGTH} characters")
+        raise InvalidParam(messages.txn_id_too_long(MAX_TXN_ID_LENGTH))
     notice = await _read_notice(request)
     key = NoticeTxnKey(requester.user, requester.device_id, txn_id)
     event_id = await send_server_notice_once(get_context(request), notice, key)

@@ -6,11 +6,17 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import messages
 from ..activity import merge_pending
 from ..auth import get_requester
 from ..context import get_context
 from ..errors import Forbidden, InvalidParam, NotFound
-from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart, parse_user_id
+from ..identifiers import (
+    UserID,
+    parse_local_user_id,
+    parse_localpart_or_user_id,
+    parse_user_id,
+)
 from ..passwords import check_password_policy
 from ..responses import json_response
 
@@ -19,10 +25,7 @@ __all__ = ["reset_password", "whois"]
 
 def local_user(value: str, server_name: str) -> UserID:
     """Parse a user ID that must belong to this server (400 otherwise)."""
-    user = parse_user_id(value)
-    if user.server_name != server_name:
-        raise InvalidParam(f"{value} is not a local user of {server_name}")
-    return user
+    return parse_local_user_id(value, server_name)
 
 
 async def whois(request: web.Request) -> web.Response:
@@ -31,10 +34,10 @@ async def whois(request: web.Request) -> web.Response:
     raw = request.match_info["user_id"]
     # Self-or-admin comes before parsing or lookup: strangers learn nothing.
     if not requester.is_admin and raw != requester.user_id:
-        raise Forbidden("You are not a server admin")
+        raise Forbidden(messages.NOT_SELF_OR_ADMIN)
     user = parse_user_id(raw)
     if user.server_name != ctx.config.server_name:
-        raise InvalidParam("Can only whois a local user")
+        raise InvalidParam(messages.NOT_LOCAL_USER_WHOIS)
     # Taken before the read: a flush that completes while we wait would otherwise
     # take its sightings out of "pending" after the read missed them.
     pending = ctx.activity.pending_for(user)
@@ -42,7 +45,7 @@ async def whois(request: web.Request) -> web.Response:
     # Devices only exist for existing accounts: the account lookup (another database
     # round trip) is needed only to tell "no devices" from "no such user".
     if not stored and await ctx.storage.get_account(user) is None:
-        raise NotFound("Unknown user")
+        raise NotFound(messages.unknown_user(user))
     devices = merge_pending(stored, pending)
     body: dict[str, Any] = {
         "user_id": str(user),
@@ -57,23 +60,12 @@ async def whois(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-def parse_localpart_or_user_id(value: str, server_name: str) -> UserID:
-    if value.startswith("@"):
-        return local_user(value, server_name)
-    if not is_valid_localpart(value):
-        raise InvalidParam(f"Invalid localpart: {value!r}")
-    user = UserID(value, server_name)
-    if len(str(user).encode("utf-8")) > MAX_ID_BYTES:
-        raise InvalidParam(f"User ID is longer than {MAX_ID_BYTES} bytes")
-    return user
-
-
 async def reset_password(request: web.Request) -> web.Response:
     ctx = get_context(request)
     requester = get_requester(request)
     user = parse_localpart_or_user_id(request.match_info["user"], ctx.config.server_name)
     if await ctx.storage.get_account(user) is None:
-        raise NotFound("Unknown user")
+        raise NotFound(messages.unknown_user(user))
     body = await ctx.read_body(request)
     password = check_password_policy(body.get("password"), ctx.config.passwords)
     logout_devices: bool = body.get("logout_devices", True)

@@ -16,8 +16,10 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .. import messages
 from ..context import AdminContext
-from ..errors import NotFound
+from ..errors import MatrixError, NotFound
+from ..events import check_new_event
 from ..identifiers import UserID
 from ..storage.types import MembershipChange
 
@@ -32,6 +34,10 @@ __all__ = [
 ]
 
 BATCH_SIZE = 500
+# Profiles shorter than this (in characters) always fit in a member event: even at six
+# bytes a character (JSON escapes) they stay far below the 65,536-byte limit.
+_PROFILE_ALWAYS_FITS = 8_000
+_LONGEST_USER_ID = f"@{'a' * 126}:{'b' * 127}"  # 255 bytes
 
 T = TypeVar("T")
 
@@ -67,6 +73,14 @@ def member_content(membership: str, display_name: str | None = None,
         content["displayname"] = display_name
     if avatar_url is not None:
         content["avatar_url"] = avatar_url
+    if len(display_name or "") + len(avatar_url or "") > _PROFILE_ALWAYS_FITS:
+        # A profile that would push the event over the Matrix limits (SPEC §2) is left
+        # out rather than failing the leave or invite it rides on.
+        try:
+            check_new_event(sender=_LONGEST_USER_ID, event_type="m.room.member",
+                            content=content, state_key=_LONGEST_USER_ID)
+        except MatrixError:
+            return {"membership": membership}
     return content
 
 
@@ -75,7 +89,7 @@ async def evacuate_room(ctx: AdminContext, room_id: str, *,
     """Part every local joined member of the room; return their user IDs in the
     order they were parted.  Unknown room: :class:`NotFound`."""
     if not await ctx.storage.room_exists(room_id):
-        raise NotFound(f"Unknown room {room_id}")
+        raise NotFound(messages.unknown_room(room_id))
     return await run_to_completion(ctx, _evacuate_room(ctx, room_id, batch_size))
 
 
@@ -109,7 +123,7 @@ async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
     except a pending server-notice invite (users may not reject it).  Return the IDs
     of the rooms left.  Unknown account: :class:`NotFound`."""
     if await ctx.storage.get_account(user) is None:
-        raise NotFound(f"Unknown user {user}")
+        raise NotFound(messages.unknown_user(user))
     return await run_to_completion(ctx, _evacuate_user(ctx, user))
 
 

@@ -5,6 +5,10 @@ room of its own: invite-only, not federated, tagged ``m.server_notice`` for the 
 with the system user at power 100 and everyone else below ``events_default`` so that
 the user can read but not reply (Synapse's ``users_default: -10``).
 
+* A notice is a message event, or a state event of the notices room when the body has
+  a ``state_key`` (as Synapse documents); the types that make up the room itself
+  (:data:`STRUCTURAL_TYPES`) are refused either way.  Its size is checked against the
+  Matrix event limits before anything is stored (:func:`.events.check_new_event`).
 * First notice: create the room with the user invited in its initial state, tag it,
   record it, and with ``auto_join`` join the user — all in one storage transaction.
 * Later notices reuse the room; a user who left is invited (or joined) again, and a
@@ -31,9 +35,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import messages
 from ..context import AdminContext
 from ..errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
-from ..events import ROOM_VERSION
+from ..events import ROOM_VERSION, check_new_event
 from ..identifiers import UserID, parse_user_id
 from ..storage.types import (
     AccountType,
@@ -48,8 +53,10 @@ from .evacuation import member_content, room_lock_key, run_to_completion
 
 __all__ = [
     "SERVER_NOTICE_TAG",
+    "STRUCTURAL_TYPES",
     "TXN_LIFETIME_MS",
     "Notice",
+    "check_notice_fits",
     "ensure_system_user",
     "notice_power_levels",
     "parse_notice",
@@ -71,20 +78,41 @@ _MEMBER_PAGE = 100
 # first (each attempt after the first reuses the room another worker made).
 _CLAIM_ATTEMPTS = 3
 
+# The state that makes the notices room what it is (SPEC §4.5): a notice may not
+# replace it, as a state event or as a message of that type.
+STRUCTURAL_TYPES = frozenset({
+    "m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules",
+    "m.room.encryption", "m.room.server_acl", "m.room.third_party_invite",
+})
+
 
 @dataclass(frozen=True, slots=True)
 class Notice:
+    """What to send: a message event, or with ``state_key`` a state event."""
+
     user: UserID
     event_type: str
     content: Mapping[str, Any]
+    state_key: str | None = None
 
 
 def parse_notice(body: Mapping[str, Any], server_name: str) -> Notice:
-    """Build a notice from a body that passed ``server_notice.schema.json``."""
+    """Build a notice from a body that passed ``server_notice.schema.json``.
+    Remote user or structural type: 400 ``M_INVALID_PARAM``."""
     user = parse_user_id(body["user_id"])
     if user.server_name != server_name:
-        raise InvalidParam("Server notices can only be sent to local users")
-    return Notice(user, body.get("type", "m.room.message"), body["content"])
+        raise InvalidParam(messages.NOT_LOCAL_USER_NOTICE)
+    event_type: str = body.get("type", "m.room.message")
+    if event_type in STRUCTURAL_TYPES:
+        raise InvalidParam(messages.STRUCTURAL_EVENT_TYPE.format(event_type=event_type))
+    return Notice(user, event_type, body["content"], body.get("state_key"))
+
+
+def check_notice_fits(ctx: AdminContext, notice: Notice) -> None:
+    """The Matrix event limits (SPEC §2), checked before anything is stored: 413
+    ``M_TOO_LARGE`` or 400 ``M_BAD_JSON``."""
+    check_new_event(sender=str(system_user(ctx)), event_type=notice.event_type,
+                    content=notice.content, state_key=notice.state_key)
 
 
 def system_user(ctx: AdminContext) -> UserID:
@@ -152,6 +180,7 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
 async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     """Send one notice; return its event ID.  Unknown user or the system user itself:
     :class:`NotFound`."""
+    check_notice_fits(ctx, notice)
     # Once started, finish even if the client goes away: a user invited back to the
     # room but sent no notice, or a new room left without its first notice, would
     # confuse whoever looks at it.
@@ -161,9 +190,9 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
 async def _send_checked(ctx: AdminContext, notice: Notice,
                         txn: NoticeTxnKey | None = None) -> str:
     if notice.user == system_user(ctx):
-        raise NotFound("Cannot send server notices to the server notices user")
+        raise NotFound(messages.CANNOT_NOTICE_SYSTEM_USER)
     if await ctx.storage.get_account(notice.user) is None:
-        raise NotFound(f"Unknown user {notice.user}")
+        raise NotFound(messages.unknown_user(notice.user))
     return await _send(ctx, notice, txn)
 
 
@@ -175,8 +204,11 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
         # With a transaction id, the event and its record are written together: a retry
         # finds both or neither, whichever worker it reaches.  The first four arguments
         # go by position, as the protocol documents them (a host may name them otherwise).
+        # state_key is passed only for state notices: a host written before it existed
+        # keeps sending message notices.
+        extra = {} if notice.state_key is None else {"state_key": notice.state_key}
         return await storage.send_event(room_id, system, notice.event_type, notice.content,
-                                        txn=txn, txn_ts=ctx.clock() if txn else 0)
+                                        txn=txn, txn_ts=ctx.clock() if txn else 0, **extra)
 
     async with ctx.locks(("server_notice_room", str(notice.user))):
         for _ in range(_CLAIM_ATTEMPTS):
@@ -317,6 +349,7 @@ async def send_server_notice_once(ctx: AdminContext, notice: Notice,
     of the first send.  The event and its record are written in one transaction, so
     a retry — on this worker or another, or after an answer that was lost on the
     way — finds both or neither; a failed send is not recorded and can be retried."""
+    check_notice_fits(ctx, notice)
     return await run_to_completion(ctx, _send_once(ctx, notice, key))
 
 

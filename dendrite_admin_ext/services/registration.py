@@ -15,6 +15,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from .. import messages
 from ..context import AdminContext
 from ..errors import (
     Forbidden,
@@ -76,14 +77,13 @@ def validate_username(username: str, server_name: str) -> str:
     """Lowercase and check a requested localpart; returns the localpart to create."""
     localpart = username.lower()
     if not is_valid_localpart(localpart):
-        raise InvalidUsername(
-            "User ID can only contain characters a-z, 0-9, or '=_-./+'")
+        raise InvalidUsername(messages.USERNAME_GRAMMAR)
     if localpart.startswith("_"):
-        raise InvalidUsername("User ID may not begin with '_'")
+        raise InvalidUsername(messages.USERNAME_UNDERSCORE)
     if localpart.isdigit():
-        raise InvalidUsername("Numeric user IDs are reserved for guest users.")
+        raise InvalidUsername(messages.USERNAME_NUMERIC)
     if len(f"@{localpart}:{server_name}".encode()) > MAX_ID_BYTES:
-        raise InvalidUsername("User ID may not be longer than 255 bytes")
+        raise InvalidUsername(messages.USERNAME_TOO_LONG)
     return localpart
 
 
@@ -107,7 +107,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
     already passed ``register.schema.json``."""
     secret = ctx.config.registration.shared_secret
     if secret is None:  # the route is not mounted without a secret; defensive only
-        raise Unrecognized("Shared secret registration is not enabled")
+        raise Unrecognized(messages.REGISTRATION_DISABLED)
 
     nonce: str = body["nonce"]
     username: str = body["username"]
@@ -116,19 +116,19 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
     user_type: str | None = body.get("user_type")
 
     if not await ctx.storage.take_nonce(nonce, ctx.clock()):
-        raise MatrixError("unrecognised nonce")
+        raise MatrixError(messages.UNRECOGNISED_NONCE)
     want = compute_mac(secret, nonce, username, password, admin, user_type)
     if not hmac.compare_digest(want.encode("ascii"), body["mac"].lower().encode("ascii")):
-        raise Forbidden("HMAC incorrect")
+        raise Forbidden(messages.HMAC_INCORRECT)
 
     server_name = ctx.config.server_name
     localpart = validate_username(username, server_name)
     user = UserID(localpart, server_name)
     if await ctx.storage.localpart_exists(user):
-        raise UserInUse("User ID already taken.")
+        raise UserInUse(messages.USER_IN_USE)
     check_password_policy(password, ctx.config.passwords)
     if user_type is not None and user_type not in ctx.config.registration.user_types:
-        raise InvalidParam(f"Invalid user type: {user_type}")
+        raise InvalidParam(messages.invalid_user_type(user_type))
 
     display_name = body.get("displayname", localpart)
     if display_name is None:
@@ -153,7 +153,7 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
     try:
         await ctx.storage.create_account(account, device)
     except UserInUseError:
-        raise UserInUse("User ID already taken.") from None
+        raise UserInUse(messages.USER_IN_USE) from None
     user_id = str(UserID(localpart, server_name))
     if device is None:
         return RegistrationResult(user_id, server_name, None, None)

@@ -183,23 +183,39 @@ class MemoryCore(MemoryBase):
     # -- rooms ------------------------------------------------------------------------------
     def _append(self, room: _Room, sender: str, event_type: str,
                 content: Mapping[str, Any], state_key: str | None = None) -> str:
-        event = build_event(
-            room_id=room.room_id, sender=sender, event_type=event_type, content=content,
-            origin_server_ts=now_ms(), depth=room.depth + 1,
-            prev_events=room.latest, state_key=state_key,
-        )
-        # Nothing changes until the event is built (a content that cannot be
-        # serialised fails above and leaves the room as it was).
-        room.depth += 1
-        event_id: str = event["event_id"]
-        self.events.append(event)
-        room.latest = [event_id]
-        if state_key is not None:
-            room.state[(event_type, state_key)] = event_id
-            room.state_content[(event_type, state_key)] = event["content"]
-            if event_type == "m.room.member":
-                self._set_member(room, state_key, dict(content))
-        return event_id
+        return self._append_all(room, [(sender, event_type, content, state_key)])[0]
+
+    def _append_all(
+        self, room: _Room,
+        items: Sequence[tuple[str, str, Mapping[str, Any], str | None]],
+    ) -> list[str]:
+        """Append events (sender, type, content, state_key) in order, all or none."""
+        built: list[dict[str, Any]] = []
+        depth, latest, now = room.depth, room.latest, now_ms()
+        for sender, event_type, content, state_key in items:
+            depth += 1
+            event = build_event(
+                room_id=room.room_id, sender=sender, event_type=event_type,
+                content=content, origin_server_ts=now, depth=depth, prev_events=latest,
+                state_key=state_key,
+            )
+            latest = [event["event_id"]]
+            built.append(event)
+        # Nothing changes until every event is built: a content that cannot be
+        # serialised, or an event over the Matrix limits, leaves the room as it was.
+        for event in built:
+            room.depth += 1
+            event_id: str = event["event_id"]
+            self.events.append(event)
+            room.latest = [event_id]
+            state_key = event.get("state_key")
+            if state_key is not None:
+                event_type = event["type"]
+                room.state[(event_type, state_key)] = event_id
+                room.state_content[(event_type, state_key)] = event["content"]
+                if event_type == "m.room.member":
+                    self._set_member(room, state_key, dict(event["content"]))
+        return [e["event_id"] for e in built]
 
     @staticmethod
     def _set_member(room: _Room, user_id: str, content: dict[str, Any]) -> None:
@@ -258,8 +274,8 @@ class MemoryCore(MemoryBase):
         return self._append_members(room, changes)
 
     def _append_members(self, room: _Room, changes: Sequence[MembershipChange]) -> list[str]:
-        return [self._append(room, str(c.sender), "m.room.member", c.content, str(c.target))
-                for c in changes]
+        return self._append_all(room, [(str(c.sender), "m.room.member", c.content, str(c.target))
+                                       for c in changes])
 
     async def create_room(self, room: NewRoom) -> str:
         return self._create_room(room)
@@ -283,11 +299,12 @@ class MemoryCore(MemoryBase):
 
     async def send_event(
         self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
-        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        /, *, state_key: str | None = None, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         if txn is not None and txn in self.notice_txns:
             return self.notice_txns[txn][0]
-        event_id = self._append(self.rooms[room_id], str(sender), event_type, content)
+        event_id = self._append(self.rooms[room_id], str(sender), event_type, content,
+                                state_key)
         if txn is not None:  # no await in between: recorded with the event
             self.notice_txns[txn] = (event_id, txn_ts)
         return event_id

@@ -19,10 +19,14 @@ __all__ = ["ServerNoticeStore"]
 
 class ServerNoticeStore(Protocol):
     async def send_event(self, room_id: str, sender: UserID, event_type: str,
-                         content: Mapping[str, Any], /, *, txn: NoticeTxnKey | None = None,
-                         txn_ts: int = 0) -> str:
-        """Send a message (non-state) event with this content, unchanged (extra keys such
-        as ``format`` and ``formatted_body`` kept); return its event ID.
+                         content: Mapping[str, Any], /, *, state_key: str | None = None,
+                         txn: NoticeTxnKey | None = None, txn_ts: int = 0) -> str:
+        """Send an event with this content, unchanged (extra keys such as ``format`` and
+        ``formatted_body`` kept); return its event ID.  A message (non-state) event, or
+        with ``state_key`` a state event that becomes the room's current state for
+        (``event_type``, ``state_key``), as :meth:`send_state_event` (a server notice
+        sent as state; never ``m.room.member``).  ``state_key`` is passed only when set,
+        so a host written before it existed still sends message notices.
 
         With ``txn`` (an idempotent PUT), in the same transaction: record ``txn`` → the
         event ID, at ``txn_ts`` — unless ``txn`` is recorded already (another worker, or

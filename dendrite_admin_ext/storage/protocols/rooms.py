@@ -5,7 +5,9 @@ The admin API decides *what* to send; the host appends the events.  Events the h
 creates must be complete Matrix events stored in room order, with ``sender``, ``type``,
 ``state_key`` (state events), ``content`` and ``origin_server_ts``, and an event ID of
 room versions >= 4 (:func:`dendrite_admin_ext.events.build_event` does it).  A host that
-federates sends them on as it would its own clients' events.
+federates sends them on as it would its own clients' events.  ``build_event`` refuses,
+before anything is stored, an event over the Matrix size limits; a host building its
+own calls :func:`dendrite_admin_ext.events.check_event_limits`.
 
 The host may assume: every room ID passed to a writing method exists; each event it is
 asked to send is allowed by the room's auth rules in the current state (self-leaves of

@@ -419,19 +419,20 @@ class SqlCore(SqlBase):
 
     async def send_event(
         self, room_id: str, sender: UserID, event_type: str, content: Mapping[str, Any],
-        /, *, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
+        /, *, state_key: str | None = None, txn: NoticeTxnKey | None = None, txn_ts: int = 0,
     ) -> str:
         return await self._run(self._send_event(room_id, str(sender), event_type, content,
-                                                txn, txn_ts), write=True)
+                                                state_key, txn, txn_ts), write=True)
 
     def _send_event(self, room_id: str, sender: str, event_type: str,
-                    content: Mapping[str, Any], txn: NoticeTxnKey | None,
-                    txn_ts: int) -> Op[str]:
+                    content: Mapping[str, Any], state_key: str | None,
+                    txn: NoticeTxnKey | None, txn_ts: int) -> Op[str]:
         if txn is not None:
             recorded = yield from self._claim_notice_txn(txn, txn_ts)
             if recorded is not None:
                 return recorded
-        ids = yield from self._append_to_room(room_id, [(sender, event_type, None, content)])
+        ids = yield from self._append_to_room(room_id,
+                                              [(sender, event_type, state_key, content)])
         if txn is not None:
             yield Stmt("UPDATE dendrite_admin_notice_txns SET event_id = %s"
                        " WHERE user_id = %s AND device_id = %s AND txn_id = %s",

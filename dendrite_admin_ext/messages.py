@@ -1,0 +1,165 @@
+"""The human text of every error the admin API returns, one message per situation.
+
+Handlers and services raise :mod:`.errors` classes with these texts, so a situation
+reads the same on every endpoint (the errcode says what happened; the text says it to a
+person).  Situations whose text a client or the SPEC fixes keep that text here too
+(Synapse's "HMAC incorrect", "unrecognised nonce", …).  Texts never quote a secret.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BAD_AUTHORIZATION_HEADER",
+    "BODY_NOT_JSON",
+    "BODY_NOT_OBJECT",
+    "BODY_NOT_STORABLE_JSON",
+    "BODY_NOT_UTF8",
+    "CANNOT_NOTICE_SYSTEM_USER",
+    "DATABASE_UNREACHABLE",
+    "EVENT_FIELD_TOO_LONG",
+    "EVENT_TOO_LARGE",
+    "GUEST_ACCESS",
+    "HASHER_BUSY",
+    "HMAC_INCORRECT",
+    "INTERNAL_ERROR",
+    "INVALID_ROOM_ID",
+    "INVALID_USER_ID",
+    "INVALID_USER_ID_LOCALPART",
+    "INVALID_USER_ID_SERVER_NAME",
+    "MISSING_TOKEN",
+    "MIXED_TOKENS",
+    "NOT_ADMIN",
+    "NOT_LOCAL_USER",
+    "NOT_LOCAL_USER_NOTICE",
+    "NOT_LOCAL_USER_WHOIS",
+    "NOT_SELF_OR_ADMIN",
+    "REGISTRATION_DISABLED",
+    "ROOM_ID_TOO_LONG",
+    "STORAGE_UNAVAILABLE",
+    "STRUCTURAL_EVENT_TYPE",
+    "UNKNOWN_TOKEN",
+    "UNRECOGNISED_NONCE",
+    "UNRECOGNIZED",
+    "USERNAME_GRAMMAR",
+    "USERNAME_NUMERIC",
+    "USERNAME_TOO_LONG",
+    "USERNAME_UNDERSCORE",
+    "USER_ID_TOO_LONG",
+    "USER_IN_USE",
+    "body_too_large",
+    "integer_out_of_range",
+    "invalid_user_type",
+    "method_not_allowed",
+    "missing_param",
+    "request_timeout",
+    "password_too_long",
+    "password_too_short",
+    "txn_id_too_long",
+    "unknown_room",
+    "unknown_user",
+]
+
+# -- requests (SPEC §2) -----------------------------------------------------------------
+UNRECOGNIZED = "Unrecognized request"
+INTERNAL_ERROR = "Internal server error"
+STORAGE_UNAVAILABLE = "Storage is unavailable, try again shortly"
+DATABASE_UNREACHABLE = "Database unreachable"
+HASHER_BUSY = "Too many password hashes in progress, try again shortly"
+BODY_NOT_UTF8 = "Request body is not valid UTF-8"
+BODY_NOT_JSON = "Content not JSON."
+BODY_NOT_STORABLE_JSON = "Content not JSON: lone surrogate or out-of-range integer"
+BODY_NOT_OBJECT = "Request body must be a JSON object"
+
+
+def method_not_allowed(method: str) -> str:
+    return f"Method {method} is not allowed here"
+
+
+def body_too_large(limit: int | None) -> str:
+    """413: the request body is over ``http.max_body_size`` (None: limit not known)."""
+    return ("Request body too large" if limit is None
+            else f"Request body is larger than {limit} bytes")
+
+
+def missing_param(name: str) -> str:
+    return f"Missing parameter: {name}"
+
+
+def request_timeout(seconds: str) -> str:
+    """504: the request ran over ``http.request_timeout``."""
+    return (f"The request took longer than {seconds} s; the operation may still complete "
+            "in the background")
+
+
+# -- authentication and authorisation (SPEC §3) ------------------------------------------
+BAD_AUTHORIZATION_HEADER = "Invalid Authorization header: expected 'Bearer <token>'"
+MIXED_TOKENS = "Mixing Authorization headers and access_token query parameters."
+MISSING_TOKEN = "Missing access token."  # noqa: S105 (a message, not a token)
+UNKNOWN_TOKEN = "Unrecognised access token."  # noqa: S105
+NOT_ADMIN = "This API can only be used by admin users."
+# whois of someone else by a non-admin: the same situation as NOT_ADMIN.
+NOT_SELF_OR_ADMIN = NOT_ADMIN
+GUEST_ACCESS = "Guest access not allowed"
+
+# -- identifiers (SPEC §2) -------------------------------------------------------------
+INVALID_USER_ID = "Invalid user ID: expected @localpart:server_name"
+INVALID_USER_ID_LOCALPART = "Invalid user ID localpart"
+INVALID_USER_ID_SERVER_NAME = "Invalid user ID server name"
+USER_ID_TOO_LONG = "User ID is longer than 255 bytes"
+INVALID_ROOM_ID = "Invalid room ID: expected !opaque:server_name"
+ROOM_ID_TOO_LONG = "Room ID is longer than 255 bytes"
+NOT_LOCAL_USER = "Only local users can be managed by this server"
+# The two texts the SPEC (and Synapse) fix for the same situation on their endpoints.
+NOT_LOCAL_USER_WHOIS = "Can only whois a local user"
+NOT_LOCAL_USER_NOTICE = "Server notices can only be sent to local users"
+
+
+def unknown_user(user: object) -> str:
+    """404 ``M_NOT_FOUND``: no account with that user ID on this server."""
+    return f"Unknown user {user}"
+
+
+def unknown_room(room_id: str) -> str:
+    """404 ``M_NOT_FOUND``: the server does not know the room."""
+    return f"Unknown room {room_id}"
+
+
+# -- events (SPEC §2, §4.5) ------------------------------------------------------------
+EVENT_TOO_LARGE = "The event would be larger than 65536 bytes"
+EVENT_FIELD_TOO_LONG = "'{field}' is longer than 255 bytes"
+STRUCTURAL_EVENT_TYPE = "Events of type {event_type} cannot be sent as server notices"
+CANNOT_NOTICE_SYSTEM_USER = "Cannot send server notices to the server notices user"
+
+
+def txn_id_too_long(limit: int) -> str:
+    return f"Transaction ID is longer than {limit} characters"
+
+
+def integer_out_of_range(name: str, low: int, high: int) -> str:
+    """400 ``M_INVALID_PARAM``: a query parameter that must be an integer in a range."""
+    return f"'{name}' must be an integer from {low} to {high}"
+
+# -- passwords (SPEC §4.3) ----------------------------------------------------------------
+def password_too_short(minimum: int) -> str:
+    return f"Password too short (minimum {minimum} characters)"
+
+
+def password_too_long(maximum: int) -> str:
+    return f"Password too long (maximum {maximum} characters)"
+
+
+# -- registration (SPEC §4.4, Synapse's texts) -----------------------------------------
+REGISTRATION_DISABLED = "Shared secret registration is not enabled"
+
+
+def invalid_user_type(user_type: str) -> str:
+    return f"Invalid user type: {user_type}"
+
+
+UNRECOGNISED_NONCE = "unrecognised nonce"
+HMAC_INCORRECT = "HMAC incorrect"
+USER_IN_USE = "User ID already taken."
+USERNAME_GRAMMAR = "User ID can only contain characters a-z, 0-9, or '=_-./+'"
+USERNAME_UNDERSCORE = "User ID may not begin with '_'"
+USERNAME_NUMERIC = "Numeric user IDs are reserved for guest users."
+USERNAME_TOO_LONG = "User ID may not be longer than 255 bytes"
