@@ -193,7 +193,7 @@ async def test_checks_in_the_spec_order(people: Cast, action: str) -> None:
     def url(user: str) -> str:
         return f"{V1}/{action}/{user}"
 
-    on = {key: True}
+    on: dict[str, Any] = {key: True}
     # 1. Authorisation before anything: a non-admin learns nothing, whatever the target.
     for target in ("@nobody:remote.example", f"@nobody:{SERVER}", "not-a-user-id",
                    str(people.alice.user_id), str(people.bob.user_id)):
@@ -209,7 +209,8 @@ async def test_checks_in_the_spec_order(people: Cast, action: str) -> None:
     assert await call(h, "GET", url(str(admin.user_id)), admin) == (200, {key: False})
     # 3. Not a local user (or not a user ID at all): 400, before the body and any lookup.
     for target in ("@nobody:remote.example", "not-a-user-id"):
-        for method, body in (("GET", None), ("PUT", on), ("PUT", {"wrong": 1})):
+        wrong: dict[str, Any] = {"wrong": 1}
+        for method, body in (("GET", None), ("PUT", on), ("PUT", wrong)):
             assert _err(await call(h, method, url(target), admin, body)) == (
                 400, "M_INVALID_PARAM"), (method, target)
     # The body is checked before the lookup: a bad one changes nothing and reads nothing.
