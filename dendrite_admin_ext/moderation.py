@@ -30,7 +30,8 @@ Two ways in:
   or :class:`~.errors.UserSuspended` (``.response()`` renders either).
 
 And :func:`account_moderation_capabilities` is the ``m.account_moderation`` capability
-object (Matrix v1.18) for the host's ``GET /capabilities``.
+object (Matrix v1.18) for the host's ``GET /capabilities``;
+:func:`moderation_unstable_features` the flag for its ``GET /versions``.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "check_moderation",
     "check_redaction_allowed",
     "moderation_middleware",
+    "moderation_unstable_features",
 ]
 
 # A client API path up to its version: /_matrix/client/v3, /r0, /v1, /unstable, or
@@ -218,3 +220,12 @@ def account_moderation_capabilities(config: Config, *, is_admin: bool) -> dict[s
         return {}
     return {"m.account_moderation": {"suspend": True, "lock": True},
             "uk.timedout.msc4323": {"suspend": True, "lock": True}}
+
+
+def moderation_unstable_features(config: Config) -> dict[str, bool]:
+    """What to merge into ``unstable_features`` of the host's ``GET /versions``:
+    ``{"uk.timedout.msc4323": true}`` while the endpoints are mounted (MSC4323's
+    unstable prefix), for clients that predate Matrix v1.18; else empty."""
+    if not FEATURES["moderation"].enabled(config):
+        return {}
+    return {"uk.timedout.msc4323": True}

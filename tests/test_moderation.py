@@ -26,6 +26,7 @@ from dendrite_admin_ext.moderation import (
     check_login_allowed,
     check_moderation,
     check_redaction_allowed,
+    moderation_unstable_features,
 )
 from dendrite_admin_ext.routes import ROUTES
 from dendrite_admin_ext.storage.memory import MemoryStorage
@@ -326,6 +327,8 @@ def test_capabilities_only_for_admins(schemas: Schemas) -> None:
     assert account_moderation_capabilities(config, is_admin=False) == {}
     off = make_config(schemas, endpoints={"moderation": False})
     assert account_moderation_capabilities(off, is_admin=True) == {}
+    assert moderation_unstable_features(config) == {"uk.timedout.msc4323": True}
+    assert moderation_unstable_features(off) == {}
 
 
 # -- the host's rule table --------------------------------------------------------------------
