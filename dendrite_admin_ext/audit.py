@@ -54,6 +54,16 @@ class Audited:
     action: str
     path_param: str | None = None
     body_key: str | None = None
+    # (body key, action): the action recorded instead when that key of the JSON body
+    # is false, so one route records both directions ("lock" and "unlock").
+    when_false: tuple[str, str] | None = None
+
+    def action_for(self, request: web.Request) -> str:
+        if self.when_false is not None:
+            body = request.get(JSON_BODY_KEY)
+            if isinstance(body, Mapping) and body.get(self.when_false[0]) is False:
+                return self.when_false[1]
+        return self.action
 
     def target(self, request: web.Request) -> str | None:
         value: object = None
@@ -110,7 +120,7 @@ class AuditRecorder:
         if (requester is None and outcome != "ok"
                 and self.anonymous.check(client_ip(request))):
             log.debug("audit %s outcome=%s not stored: too many anonymous refusals",
-                      spec.action, outcome)
+                      spec.action_for(request), outcome)
             return
         detail: dict[str, Any] = {"method": request.method, "status": status}
         if self.record_ip and request.remote:
@@ -119,7 +129,7 @@ class AuditRecorder:
             ts=self.ctx.clock(),
             request_id=get_request_id(request),
             requester=requester.user_id if requester is not None else None,
-            action=spec.action,
+            action=spec.action_for(request),
             target=spec.target(request),
             outcome=outcome,
             detail=detail,

@@ -18,7 +18,7 @@ from aiohttp import web
 from . import messages
 from .addresses import client_ip
 from .context import AdminContext
-from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken
+from .errors import Forbidden, GuestAccessForbidden, MissingToken, UnknownToken, UserLocked
 from .identifiers import UserID
 from .storage.types import AccountType
 
@@ -89,7 +89,8 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
 
 async def authenticate(ctx: AdminContext, request: web.Request, access: Access) -> None:
     """Resolve the token and enforce ``access`` (not PUBLIC); put the Requester on the
-    request and note the device's activity.  Raises the Matrix error of SPEC 3."""
+    request and note the device's activity.  Raises the Matrix error of SPEC 3, or
+    401 ``M_USER_LOCKED`` with ``"soft_logout": true`` for a locked account (SPEC 10)."""
     token = extract_access_token(request, ctx.config.http.access_token_query_param)
     session = await ctx.storage.get_token_owner(token)
     if session is None or session.is_deactivated:
@@ -97,6 +98,10 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
     requester = Requester(session.user, session.device_id, session.account_type)
     # Set before the access checks so the audit trail names who was refused.
     request[REQUESTER_KEY] = requester
+    if session.locked:
+        # Matrix spec "Account locking": every authenticated API answers so (logout is
+        # the host's); the token is kept, so unlocking lets the client straight back in.
+        raise UserLocked()
     if session.account_type == AccountType.GUEST:
         raise GuestAccessForbidden(messages.GUEST_ACCESS)
     if access is Access.ADMIN and session.account_type != AccountType.ADMIN:

@@ -128,6 +128,7 @@ class EndpointsConfig:
     audit: bool = True
     openapi: bool = True
     health: bool = True
+    moderation: bool = True
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,8 @@ __all__ = [
     "UnknownToken",
     "UserInUse",
     "UserInUseError",
+    "UserLocked",
+    "UserSuspended",
     "WeakPassword",
     "error_response",
     "from_http_exception",
@@ -167,6 +169,30 @@ class InternalError(MatrixError):
 
     def __init__(self) -> None:
         super().__init__(messages.INTERNAL_ERROR)
+
+
+class UserLocked(MatrixError):
+    """The account is locked (Matrix spec "Account locking"): 401 with
+    ``"soft_logout": true`` on every client API but logout, so the client keeps its
+    token and is let back in once an admin unlocks the account."""
+
+    status = 401
+    errcode = "M_USER_LOCKED"
+
+    def __init__(self, message: str = "This account has been locked.") -> None:
+        super().__init__(message, extra={"soft_logout": True})
+
+
+class UserSuspended(MatrixError):
+    """The account is suspended and the action is one a suspended account may not take
+    (Matrix spec "Account suspension", MSC3823): 403."""
+
+    status = 403
+    errcode = "M_USER_SUSPENDED"
+
+    def __init__(self,
+                 message: str = "You cannot perform this action while suspended.") -> None:
+        super().__init__(message)
 
 
 class StorageUnavailableError(Exception):

@@ -16,6 +16,7 @@ from .config import Config
 from .storage.protocols import (
     AccountStore,
     AuditStore,
+    ModerationStore,
     NonceStore,
     RoomStore,
     ServerNoticeStore,
@@ -57,6 +58,13 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
     Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+    # Off when the database is shared with a running Dendrite: Dendrite would neither
+    # refuse a locked account nor a suspended one, so the API would promise what the
+    # homeserver does not do (SPEC 10).
+    Feature("moderation", "endpoints.moderation",
+            lambda c: c.endpoints.moderation
+            and not getattr(c.database, "shared_with", None),
+            (AccountStore, ModerationStore)),
 )}
 
 

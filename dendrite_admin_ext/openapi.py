@@ -41,7 +41,8 @@ _ERROR_SCHEMA: dict[str, Any] = {
 
 _ERRORS = {
     "400": "Malformed request: M_NOT_JSON, M_BAD_JSON, M_MISSING_PARAM, M_INVALID_PARAM …",
-    "401": "Missing (M_MISSING_TOKEN) or unknown (M_UNKNOWN_TOKEN) access token",
+    "401": ("Missing (M_MISSING_TOKEN) or unknown (M_UNKNOWN_TOKEN) access token, or a "
+            "locked account (M_USER_LOCKED, soft_logout: true)"),
     "403": "Not allowed: M_FORBIDDEN, M_GUEST_ACCESS_FORBIDDEN",
     "404": "M_NOT_FOUND, or M_UNRECOGNIZED for a disabled feature",
     "413": "Request body over http.max_body_size: M_TOO_LARGE",
@@ -114,6 +115,9 @@ def _operation(spec: RouteSpec, query_token: bool) -> dict[str, Any]:
         op["responses"]["429"] = _error("429")
     if spec.audit is not None:
         op["x-audit-action"] = spec.audit.action
+        if spec.audit.when_false is not None:
+            # e.g. {"locked": false} is recorded as "unlock".
+            op["x-audit-action-when-false"] = dict([spec.audit.when_false])
     return op
 
 

@@ -15,7 +15,7 @@ from .audit import Audited
 from .auth import Access
 from .config import Config
 from .features import FEATURES
-from .handlers import admin, notices, registration, rooms, users
+from .handlers import admin, moderation, notices, registration, rooms, users
 
 __all__ = ["PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
 
@@ -23,7 +23,11 @@ DENDRITE = "/_dendrite/admin"
 SYNAPSE = "/_synapse/admin"
 CLIENT_V3 = "/_matrix/client/v3/admin"
 CLIENT_R0 = "/_matrix/client/r0/admin"
-PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0)
+# Account moderation (SPEC 10): the narrowest prefixes, so the host's own client routes
+# under /_matrix/client/v1 and /unstable stay the host's.
+CLIENT_V1 = "/_matrix/client/v1/admin"
+MSC4323 = "/_matrix/client/unstable/uk.timedout.msc4323/admin"
+PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0, CLIENT_V1, MSC4323)
 
 # Trailing identifiers use ".+" so an unencoded '/' (legal in localparts) still routes.
 _USER = "{user_id:.+}"
@@ -92,6 +96,27 @@ ROUTES: list[RouteSpec] = [
     RouteSpec(DENDRITE, "GET", "/auditLog", admin.audit_log, Access.ADMIN, "audit",
               "The audit trail of state-changing admin actions, newest first",
               query=admin.AUDIT_QUERY),
+    # Account moderation (SPEC 10, Matrix v1.18 / MSC4323, and Synapse's suspend).
+    *(spec for prefix in (CLIENT_V1, MSC4323) for spec in (
+        RouteSpec(prefix, "GET", f"/lock/{_USER}", moderation.get_lock, Access.ADMIN,
+                  "moderation", "Whether a local account is locked"),
+        RouteSpec(prefix, "PUT", f"/lock/{_USER}", moderation.put_lock, Access.ADMIN,
+                  "moderation", "Lock or unlock a local account", "account_lock",
+                  audit=Audited("lock", path_param="user_id",
+                                when_false=("locked", "unlock"))),
+        RouteSpec(prefix, "GET", f"/suspend/{_USER}", moderation.get_suspend,
+                  Access.ADMIN, "moderation", "Whether a local account is suspended"),
+        RouteSpec(prefix, "PUT", f"/suspend/{_USER}", moderation.put_suspend,
+                  Access.ADMIN, "moderation", "Suspend or unsuspend a local account",
+                  "account_suspend",
+                  audit=Audited("suspend", path_param="user_id",
+                                when_false=("suspended", "unsuspend"))),
+    )),
+    RouteSpec(SYNAPSE, "PUT", f"/v1/suspend/{_USER}", moderation.synapse_suspend,
+              Access.ADMIN, "moderation", "Suspend or unsuspend a local account (Synapse)",
+              "synapse_suspend",
+              audit=Audited("suspend", path_param="user_id",
+                            when_false=("suspend", "unsuspend"))),
 ]
 
 

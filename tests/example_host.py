@@ -15,7 +15,10 @@ It shows what a host does, and nothing more:
   manages that storage's lifetime itself (``manage_storage=False``);
 * its access log prints the path without the query string (a deprecated
   ``?access_token=`` must never reach a log), and its log lines carry the admin
-  request ids (``RequestIdFilter``).
+  request ids (``RequestIdFilter``);
+* it enforces account locking and suspension on its own client routes with one
+  middleware (``moderation_middleware``), and advertises ``m.account_moderation`` to
+  admins in ``/capabilities`` (``account_moderation_capabilities``).
 
 ``tests/test_example_host.py`` runs this file.
 """
@@ -32,13 +35,19 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from dendrite_admin_ext import AdminStorage, parse_config, setup_admin
+from dendrite_admin_ext import AdminStorage, Config, parse_config, setup_admin
+from dendrite_admin_ext.moderation import (
+    account_moderation_capabilities,
+    moderation_middleware,
+)
 from dendrite_admin_ext.observability import RequestIdFilter
+from dendrite_admin_ext.storage.types import AccountType, TokenOwner
 
 from .host_storage import HostStorage
 
 SERVER_NAME = "example.org"
 USER_ID_KEY = web.RequestKey("example_host.user_id", str)
+SESSION_KEY = web.RequestKey("example_host.session", TokenOwner)
 
 # The admin API's configuration: the same keys as example_config.yaml (listen/database
 # are ignored when embedded: the host owns both).
@@ -74,6 +83,7 @@ def host_auth(storage: AdminStorage, protected: Container[AbstractRoute]) -> Mid
                 return web.json_response({"errcode": "M_MISSING_TOKEN",
                                           "error": "Missing access token"}, status=401)
             request[USER_ID_KEY] = str(session.user)
+            request[SESSION_KEY] = session
         return await handler(request)
 
     return middleware
@@ -87,6 +97,39 @@ async def whoami(request: web.Request) -> web.Response:
     return web.json_response({"user_id": request[USER_ID_KEY]})
 
 
+# Stand-ins for the host's client API: just enough to show what the moderation
+# middleware lets through (the real ones would sync, send, join …).
+async def sync(request: web.Request) -> web.Response:
+    return web.json_response({"next_batch": "s1", "rooms": {}})
+
+
+async def send(request: web.Request) -> web.Response:
+    return web.json_response({"event_id": "$" + request.match_info["txn_id"]})
+
+
+async def join(request: web.Request) -> web.Response:
+    return web.json_response({"room_id": request.match_info["room"]})
+
+
+async def leave(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+async def logout(request: web.Request) -> web.Response:
+    return web.json_response({})
+
+
+def capabilities(config: Config) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        is_admin = request[SESSION_KEY].account_type == AccountType.ADMIN
+        return web.json_response({"capabilities": {
+            "m.change_password": {"enabled": True},
+            **account_moderation_capabilities(config, is_admin=is_admin),
+        }})
+
+    return handler
+
+
 class PathOnlyAccessLogger(AbstractAccessLogger):
     """aiohttp's default format logs the request line, query string included."""
 
@@ -98,10 +141,23 @@ class PathOnlyAccessLogger(AbstractAccessLogger):
 
 def build_app(storage: AdminStorage | None = None) -> web.Application:
     store = storage or HostStorage()
+    config = parse_config(ADMIN_CONFIG)
     protected: set[AbstractRoute] = set()
-    app = web.Application(middlewares=[server_header, host_auth(store, protected)])
+    app = web.Application(middlewares=[server_header, host_auth(store, protected),
+                                       # Lock and suspension, for the host's routes.
+                                       moderation_middleware(store)])
     app.router.add_get("/_matrix/client/versions", versions)
-    protected.add(app.router.add_get("/_matrix/client/v3/account/whoami", whoami))
+    client = "/_matrix/client/v3"
+    for method, path, handler in (
+        ("GET", "/account/whoami", whoami),
+        ("GET", "/sync", sync),
+        ("PUT", "/rooms/{room}/send/{type}/{txn_id}", send),
+        ("POST", "/join/{room}", join),
+        ("POST", "/rooms/{room}/leave", leave),
+        ("POST", "/logout", logout),
+        ("GET", "/capabilities", capabilities(config)),
+    ):
+        protected.add(app.router.add_route(method, client + path, handler))
 
     async def storage_lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -110,7 +166,7 @@ def build_app(storage: AdminStorage | None = None) -> web.Application:
 
     # The host's storage opens before, and closes after, the admin API's clean-up.
     app.cleanup_ctx.append(storage_lifetime)
-    setup_admin(app, parse_config(ADMIN_CONFIG), store, manage_storage=False)
+    setup_admin(app, config, store, manage_storage=False)
     return app
 
 

@@ -27,6 +27,7 @@ from dendrite_admin_ext.events import build_event
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.storage.types import (
     Account,
+    AccountState,
     Activity,
     AuditEntry,
     Connection,
@@ -102,6 +103,8 @@ class HostStorage:
         self._txns: dict[tuple[str, str, str], tuple[str, int]] = {}
         self._audit: list[AuditEntry] = []
         self._audit_ids = 0
+        # Moderation: the flags set on each account ("locked", "suspended", …).
+        self._flags: dict[str, set[str]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -123,7 +126,9 @@ class HostStorage:
         if row is None or device_id not in row.devices:
             return None
         a = row.account
-        return TokenOwner(a.user, device_id, a.account_type, a.is_deactivated)
+        flags = self._flags.get(user_id, set())
+        return TokenOwner(a.user, device_id, a.account_type, a.is_deactivated,
+                          locked="locked" in flags, suspended="suspended" in flags)
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         for s in seen:
@@ -468,7 +473,30 @@ class HostStorage:
         purged, self._audit = len(self._audit) - len(kept), kept
         return purged
 
+    # -- moderation -----------------------------------------------------------------------
+    async def get_account_state(self, user: UserID) -> AccountState:
+        flags = self._flags.get(str(user), set())
+        return AccountState(erased="erased" in flags, locked="locked" in flags,
+                            suspended="suspended" in flags)
+
+    def _flag(self, user: UserID, name: str, on: bool) -> None:
+        flags = self._flags.setdefault(str(user), set())
+        if on:
+            flags.add(name)
+        else:
+            flags.discard(name)
+
+    async def set_locked(self, user: UserID, locked: bool) -> None:
+        self._flag(user, "locked", locked)
+
+    async def set_suspended(self, user: UserID, suspended: bool) -> None:
+        self._flag(user, "suspended", suspended)
+
     # -- for tests: what a host's own APIs would do or show ----------------------------
+    def set_account_flags(self, user: UserID, **changes: Any) -> None:
+        row = self._accounts[str(user)]
+        row.account = replace(row.account, **changes)
+
     def add_device(self, user: UserID, device: NewDevice) -> None:
         self._accounts[str(user)].devices[device.device_id] = _Device(
             device.access_token, device.display_name)

@@ -181,3 +181,21 @@ async def test_public_route_ignores_tokens(mh: Harness, spec: RouteSpec) -> None
         assert body.get("errcode") not in AUTH_ERRCODES, (caller, body)
         outcomes[caller] = (got_status, body.get("errcode"))
     assert len(set(outcomes.values())) == 1, outcomes
+
+
+@pytest.mark.parametrize("spec", [r for r in ROUTES if r.access is not Access.PUBLIC],
+                         ids=_route_id)
+async def test_locked_account_is_refused_with_soft_logout(mh: Harness,
+                                                         spec: RouteSpec) -> None:
+    """SPEC 10: a locked account gets 401 M_USER_LOCKED with soft_logout on every
+    authenticated route, and keeps its token, so unlocking restores access."""
+    cast = await make_cast(mh)
+    send = sender(mh, cast, spec)
+    await mh.storage.set_locked(cast.admin.user_id, True)
+    for caller in ("admin_header", "admin_query"):
+        got_status, body = await send(caller)
+        assert (got_status, body["errcode"], body.get("soft_logout")) == (
+            401, "M_USER_LOCKED", True), caller
+    await mh.storage.set_locked(cast.admin.user_id, False)
+    got_status, body = await send("admin_header")
+    assert got_status != 401 and body.get("errcode") != "M_USER_LOCKED", body

@@ -90,3 +90,64 @@ def test_runs_as_a_program() -> None:
     assert "GET /_synapse/admin/v1/whois/@x:example.org 401" in out  # host access log
     assert token not in out
     assert "Traceback" not in out
+
+
+async def test_host_enforces_suspension_and_locking(aiohttp_client: Any) -> None:
+    """SPEC 10: the host's own client routes, behind ``moderation_middleware``."""
+    client = await aiohttp_client(build_app(HostStorage()))
+    root = await register(client, "root", admin=True)
+    alice = await register(client, "alice", admin=False)
+    admin_auth = {"Authorization": f"Bearer {root['access_token']}"}
+    auth = {"Authorization": f"Bearer {alice['access_token']}"}
+    c = "/_matrix/client/v3"
+    room = f"!room:{SERVER_NAME}"
+
+    async def status(method: str, path: str, headers: dict[str, str] = auth,
+                     ) -> tuple[int, dict[str, Any]]:
+        r = await client.request(method, c + path, headers=headers, json={})
+        body: dict[str, Any] = await r.json()
+        return r.status, body
+
+    # The capability is for those who may use it.
+    caps = (await status("GET", "/capabilities", admin_auth))[1]["capabilities"]
+    assert caps["m.account_moderation"] == {"suspend": True, "lock": True}
+    caps = (await status("GET", "/capabilities"))[1]["capabilities"]
+    assert "m.account_moderation" not in caps and "m.change_password" in caps
+
+    r = await client.put(f"/_matrix/client/v1/admin/suspend/@alice:{SERVER_NAME}",
+                         headers=admin_auth, json={"suspended": True})
+    assert (r.status, await r.json()) == (200, {"suspended": True})
+    assert (await status("GET", "/sync"))[0] == 200
+    assert (await status("PUT", f"/rooms/{room}/send/m.room.redaction/t1"))[0] == 200
+    assert (await status("POST", f"/rooms/{room}/leave"))[0] == 200
+    for method, path in (("PUT", f"/rooms/{room}/send/m.room.message/t2"),
+                         ("POST", f"/join/{room}")):
+        got, body = await status(method, path)
+        assert (got, body["errcode"]) == (403, "M_USER_SUSPENDED"), path
+    # Another spelling of the same path meets the same rule.
+    got, body = await status("POST", "/%6Aoin/" + room)
+    assert (got, body["errcode"]) == (403, "M_USER_SUSPENDED")
+    # The admin's own requests are not affected.
+    assert (await status("POST", f"/join/{room}", admin_auth))[0] == 200
+
+    r = await client.put(f"/_matrix/client/v1/admin/lock/@alice:{SERVER_NAME}",
+                         headers=admin_auth, json={"locked": True})
+    assert r.status == 200
+    for method, path in (("GET", "/sync"), ("POST", f"/rooms/{room}/leave"),
+                         ("GET", "/account/whoami")):
+        got, body = await status(method, path)
+        assert (got, body["errcode"], body["soft_logout"]) == (
+            401, "M_USER_LOCKED", True), path
+    # The admin API says so too, and logging out still works.
+    r = await client.get(f"/_matrix/client/v3/admin/whois/@alice:{SERVER_NAME}",
+                         headers=auth)
+    assert (r.status, (await r.json())["errcode"]) == (401, "M_USER_LOCKED")
+    assert (await status("POST", "/logout"))[0] == 200
+    # Unlocked and unsuspended, the same token works again.
+    for flag in ("lock", "suspend"):
+        key = {"lock": "locked", "suspend": "suspended"}[flag]
+        r = await client.put(f"/_matrix/client/v1/admin/{flag}/@alice:{SERVER_NAME}",
+                             headers=admin_auth, json={key: False})
+        assert r.status == 200
+    assert (await status("GET", "/sync"))[0] == 200
+    assert (await status("POST", f"/join/{room}"))[0] == 200

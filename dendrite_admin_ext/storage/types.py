@@ -72,6 +72,11 @@ class TokenOwner:
     device_id: str
     account_type: AccountType
     is_deactivated: bool
+    # The account's moderation state (SPEC 10), read with the token in the same query:
+    # a locked account is refused on every authenticated route.  False from hosts
+    # without account moderation.
+    locked: bool = False
+    suspended: bool = False
 
 
 @dataclass(frozen=True, slots=True)

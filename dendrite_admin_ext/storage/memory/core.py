@@ -66,7 +66,11 @@ class MemoryCore(MemoryBase):
         if row is None or device_id not in row.devices:
             return None
         acc = row.account
-        return TokenOwner(user, device_id, acc.account_type, acc.is_deactivated)
+        state = self.account_state.get(user)
+        if state is None:
+            return TokenOwner(user, device_id, acc.account_type, acc.is_deactivated)
+        return TokenOwner(user, device_id, acc.account_type, acc.is_deactivated,
+                          state.locked, state.suspended)
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         for a in seen:

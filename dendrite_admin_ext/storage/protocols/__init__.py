@@ -24,6 +24,7 @@ from .accounts import AccountStore
 from .audit import AuditStore
 from .auth import TokenStore
 from .lifecycle import StorageLifecycle
+from .moderation import ModerationStore
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
 from .rooms import RoomStore
@@ -32,6 +33,7 @@ __all__ = [
     "AccountStore",
     "AdminStorage",
     "AuditStore",
+    "ModerationStore",
     "NonceStore",
     "RoomStore",
     "ServerNoticeStore",
@@ -43,7 +45,7 @@ __all__ = [
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, Protocol):
+                   ServerNoticeStore, AuditStore, ModerationStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

@@ -8,12 +8,13 @@ drive its operations.
 from __future__ import annotations
 
 from .core import SqlCore
+from .moderation import SqlModeration
 from .ops import Op, Result, Stmt, drive_sync
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore):
+class SqlStorage(SqlCore, SqlModeration):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,

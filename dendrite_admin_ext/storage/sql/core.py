@@ -148,12 +148,16 @@ class SqlCore(SqlBase):
         keys = padded(tokens)
         rows = await self._run(select(with_keys(
             "SELECT d.access_token, d.localpart, d.server_name, d.device_id,"
-            " a.account_type, a.is_deactivated"
+            " a.account_type, a.is_deactivated, s.locked, s.suspended"
             " FROM userapi_devices d JOIN userapi_accounts a"
             " ON a.localpart = d.localpart AND a.server_name = d.server_name"
+            # Moderation state (SPEC 10) in the same round trip: a primary-key probe,
+            # where a second query would cost every request another one.
+            " LEFT JOIN dendrite_admin_account_state s"
+            " ON s.localpart = d.localpart AND s.server_name = d.server_name"
             " WHERE d.access_token IN ({keys})", len(keys)), keys), write=False)
         return {row[0]: TokenOwner(UserID(row[1], row[2]), row[3], AccountType(row[4]),
-                                   bool(row[5]))
+                                   bool(row[5]), bool(row[6]), bool(row[7]))
                 for row in rows}
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
