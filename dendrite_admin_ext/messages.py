@@ -119,6 +119,16 @@ def unknown_user(user: object) -> str:
     return f"Unknown user {user}"
 
 
+def cannot_moderate_self(action: str) -> str:
+    """MSC4323: an admin may not lock or suspend their own account."""
+    return f"You cannot {action} your own account."
+
+
+def cannot_moderate_admin(action: str) -> str:
+    """MSC4323: another server admin may not be locked or suspended."""
+    return f"You cannot {action} another server administrator."
+
+
 def unknown_room(room_id: str) -> str:
     """404 ``M_NOT_FOUND``: the server does not know the room."""
     return f"Unknown room {room_id}"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .. import messages
 from ..auth import get_requester
 from ..context import get_context
 from ..errors import NotFound
@@ -77,6 +78,6 @@ async def synapse_suspend(request: web.Request) -> web.Response:
     suspend: bool = body["suspend"]
     account = await ctx.storage.get_account(user)
     if account is None or account.is_deactivated:
-        raise NotFound("User not found")
+        raise NotFound(messages.unknown_user(user))
     await set_state(ctx.storage, user, "suspend", suspend)
     return json_response({f"user_{user}_suspended": suspend})

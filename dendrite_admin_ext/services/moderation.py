@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .. import messages
 from ..auth import Requester
 from ..errors import Forbidden, InvalidParam, NotFound
 from ..identifiers import UserID, parse_user_id
@@ -29,12 +30,12 @@ def check_target(requester: Requester, raw_user_id: str, server_name: str, *,
     caller's own account is 403 ``M_FORBIDDEN``; a malformed or remote user ID is 400
     ``M_INVALID_PARAM``.  Returns the target."""
     if change and raw_user_id == requester.user_id:
-        raise Forbidden(f"You cannot {action} your own account.")
+        raise Forbidden(messages.cannot_moderate_self(action))
     user = parse_user_id(raw_user_id)
     if change and user == requester.user:
-        raise Forbidden(f"You cannot {action} your own account.")
+        raise Forbidden(messages.cannot_moderate_self(action))
     if user.server_name != server_name:
-        raise InvalidParam("User does not belong to the local server.")
+        raise InvalidParam(messages.NOT_LOCAL_USER)
     return user
 
 
@@ -44,9 +45,9 @@ async def find_target(storage: AccountStore, requester: Requester, user: UserID,
     another server admin → 403 ``M_FORBIDDEN`` (GET and PUT alike, per the spec)."""
     account = await storage.get_account(user)
     if account is None or account.is_deactivated:
-        raise NotFound("User not found.")
+        raise NotFound(messages.unknown_user(user))
     if account.account_type == AccountType.ADMIN and user != requester.user:
-        raise Forbidden(f"You cannot {action} another server administrator.")
+        raise Forbidden(messages.cannot_moderate_admin(action))
 
 
 async def set_state(storage: ModerationStore, user: UserID, action: Action,
