@@ -36,6 +36,8 @@ __all__ = [
     "UnknownToken",
     "UserInUse",
     "UserInUseError",
+    "UserDeactivated",
+    "UserLocked",
     "WeakPassword",
     "error_response",
     "from_http_exception",
@@ -166,6 +168,25 @@ class InternalError(MatrixError):
 
     def __init__(self) -> None:
         super().__init__("Internal server error")
+
+
+class UserDeactivated(MatrixError):
+    """A login to a deactivated account with its correct password (Matrix spec, ``POST
+    /login`` 403)."""
+
+    status = 403
+    errcode = "M_USER_DEACTIVATED"
+
+
+class UserLocked(MatrixError):
+    """A locked account (Matrix spec "Account locking"): 401 with ``soft_logout`` true,
+    so clients keep their session and wait for the unlock."""
+
+    status = 401
+    errcode = "M_USER_LOCKED"
+
+    def __init__(self, message: str = "This account has been locked") -> None:
+        super().__init__(message, extra={"soft_logout": True})
 
 
 class StorageUnavailableError(Exception):

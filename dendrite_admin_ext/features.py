@@ -16,6 +16,7 @@ from .config import Config
 from .storage.protocols import (
     AccountStore,
     AuditStore,
+    ClientLoginStore,
     NonceStore,
     RoomStore,
     ServerNoticeStore,
@@ -57,6 +58,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
     Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+    Feature("client_login", "client_login.enabled", lambda c: c.client_login.enabled,
+            (AccountStore, ClientLoginStore)),
 )}
 
 

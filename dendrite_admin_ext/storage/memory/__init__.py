@@ -6,10 +6,11 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 
 from __future__ import annotations
 
+from .client_login import MemoryClientLogin
 from .core import MemoryCore
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore):
+class MemoryStorage(MemoryCore, MemoryClientLogin):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

@@ -23,6 +23,7 @@ from typing import Protocol
 from .accounts import AccountStore
 from .audit import AuditStore
 from .auth import TokenStore
+from .client_login import ClientLoginStore
 from .lifecycle import StorageLifecycle
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
@@ -32,6 +33,7 @@ __all__ = [
     "AccountStore",
     "AdminStorage",
     "AuditStore",
+    "ClientLoginStore",
     "NonceStore",
     "RoomStore",
     "ServerNoticeStore",
@@ -43,7 +45,7 @@ __all__ = [
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, Protocol):
+                   ServerNoticeStore, AuditStore, ClientLoginStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

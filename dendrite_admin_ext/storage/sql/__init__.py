@@ -7,13 +7,14 @@ drive its operations.
 
 from __future__ import annotations
 
+from .client_login import SqlClientLogin
 from .core import SqlCore
 from .ops import Op, Result, Stmt, drive_sync
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore):
+class SqlStorage(SqlCore, SqlClientLogin):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,
