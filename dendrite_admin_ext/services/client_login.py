@@ -134,12 +134,20 @@ class LoginResult:
 
 
 def _login_user(raw: str, server_name: str) -> UserID | None:
-    """The local user ``raw`` (a localpart or a full user ID) names, or None."""
-    try:
-        user = parse_user_id(raw if raw.startswith("@") else f"@{raw}:{server_name}")
-    except MatrixError:
-        return None
-    return user if user.server_name == server_name else None
+    """The local user ``raw`` (a localpart or a full user ID) names, or None.  A
+    localpart the grammar refuses as given is tried lowercased (clients send what the
+    user typed; :func:`_find_account` does the same fold for stored IDs)."""
+    localpart = raw
+    if raw.startswith("@"):
+        localpart, sep, server = raw[1:].partition(":")
+        if not sep or server != server_name:
+            return None
+    for candidate in dict.fromkeys((localpart, localpart.lower())):
+        try:
+            return parse_user_id(f"@{candidate}:{server_name}")
+        except MatrixError:
+            continue
+    return None
 
 
 def parse_login(body: dict[str, Any], server_name: str) -> LoginAttempt:
