@@ -135,7 +135,8 @@ async def test_ketesa_login_sequence(rh: Harness) -> None:
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
     # 2. login
-    resp = await c.post(f"{V3}/login", json=ketesa_login("root"), headers=ORIGIN)
+    resp = await c.post(f"{V3}/login", json=ketesa_login("root"),
+                        headers={**ORIGIN, "User-Agent": "Ketesa test browser"})
     assert resp.status == 200, await resp.text()
     assert resp.headers["Access-Control-Allow-Origin"] == "*"
     session = await resp.json()
@@ -160,7 +161,9 @@ async def test_ketesa_login_sequence(rh: Harness) -> None:
     # 4. the first admin calls decide whether the UI may go on
     resp = await c.get(f"/_synapse/admin/v1/whois/{root.user_id}", headers=bearer(token))
     assert resp.status == 200
-    assert device_id in (await resp.json())["devices"]
+    seen = (await resp.json())["devices"][device_id]["sessions"][0]["connections"]
+    # the login itself is the device's first sighting
+    assert "Ketesa test browser" in {conn["user_agent"] for conn in seen}
     resp = await c.get("/_dendrite/admin/auditLog", headers=bearer(token))
     assert resp.status == 200
     entries = (await resp.json())["entries"]
@@ -588,3 +591,22 @@ def test_standalone_login_with_the_register_user_admin(tmp_path: Path) -> None:
     assert "Traceback" not in log
     for secret in (PASSWORD, token, "standalone-secret"):
         assert secret not in log
+
+
+async def test_a_busy_hasher_is_503_and_costs_no_attempt(
+        harness_factory: HarnessFactory) -> None:
+    h = await harness_factory(client_login={"failed_per_account": {"per_second": 0.001,
+                                                                   "burst": 1}})
+    await account(h, "alice")
+    hasher = h.ctx.hasher
+    hasher._in_flight = hasher.max_concurrent + hasher.max_queued  # every slot taken
+    for _ in range(3):
+        resp = await h.client.post(f"{V3}/login", json=ketesa_login("alice", "wrong one"))
+        assert await err(resp) == (503, "M_UNKNOWN")
+        assert int(resp.headers["Retry-After"]) > 0
+    hasher._in_flight = 0
+    # The refused attempts were given back: the one failure allowed is still there.
+    resp = await h.client.post(f"{V3}/login", json=ketesa_login("alice", "wrong one"))
+    assert await err(resp) == (403, "M_FORBIDDEN")
+    resp = await h.client.post(f"{V3}/login", json=ketesa_login("alice"))
+    assert await err(resp) == (429, "M_LIMIT_EXCEEDED")

@@ -48,6 +48,11 @@ async def login(request: web.Request) -> web.Response:
     result = await password_login(ctx, attempt, request.remote or "")
     # The audit entry names the account that logged in as its requester too.
     request[REQUESTER_KEY] = Requester(result.user, result.device_id, result.account_type)
+    # The login is the new device's first sighting (whois shows it), as Dendrite
+    # records the address and user agent of a device it creates.
+    ctx.activity.note(result.user, result.device_id,
+                      (request.remote or "") if ctx.config.http.record_client_ip else "",
+                      request.headers.get("User-Agent", ""), ctx.clock())
     return json_response(result.to_json())
 
 
