@@ -29,6 +29,7 @@ first admin call (``research/admin-apis.md`` §C).  The rules, from the Matrix s
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -93,9 +94,7 @@ class LoginGuard:
         """A hash of a random password at the configured cost, made once (off the
         loop): checking against it costs what checking a real account does."""
         if self._dummy_hash is None:
-            from secrets import token_urlsafe
-
-            self._dummy_hash = await hasher.hash(token_urlsafe(24))
+            self._dummy_hash = await hasher.hash(secrets.token_urlsafe(24))
         return self._dummy_hash
 
 
