@@ -4,6 +4,12 @@ The admin paths live under four prefixes, so the API is mounted as one sub-appli
 per prefix.  They share one :class:`~.context.AdminContext`; each carries the admin
 pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, time limit,
 auth), which therefore applies to admin paths only.
+
+Client login (SPEC 13) is the exception: its paths (``/_matrix/client/versions``,
+``/_matrix/client/v3/login`` …) sit beside the host's own client API, which a
+sub-application mounted at ``/_matrix/client/v3`` would swallow whole (aiohttp hands
+every path under a sub-application's prefix to it).  So they are added to the host's
+router as exact paths, each handler wrapped in the same admin pipeline.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
@@ -56,8 +63,53 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
             if spec.body_schema is not None:
                 ctx.body_validators[route] = ctx.schemas[spec.body_schema]
             policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                          spec.quiet)
+                                          spec.quiet, spec.allow_locked)
     return sub
+
+
+def _add_exact_routes(app: web.Application, ctx: AdminContext, routes: list[RouteSpec],
+                      limiter: RateLimiter, deadlines: Deadlines,
+                      recorder: AuditRecorder) -> None:
+    """Routes outside the admin prefixes, added to ``app``'s own router path by path.
+
+    Each handler runs inside the admin pipeline (the same middleware as a sub-app's,
+    called directly).  A GET also answers HEAD.  After a path's own methods, a
+    catch-all route of that path answers OPTIONS (the pipeline's CORS preflight) and any
+    other method (405 ``M_UNRECOGNIZED`` with ``Allow``): nothing else of the host's is
+    touched.  A host that serves one of these paths itself must leave client login off.
+    """
+    policies: dict[AbstractRoute, RoutePolicy] = {}
+    pipeline = admin_middleware(ctx, policies, limiter, deadlines, recorder)
+    # The handlers find the shared context on the application that owns their route.
+    app[CONTEXT_KEY] = ctx
+    by_path: dict[str, list[RouteSpec]] = defaultdict(list)
+    for spec in routes:
+        by_path[spec.full_path].append(spec)
+    for path, specs in by_path.items():
+        allowed = {"OPTIONS"}
+        for spec in specs:
+            for method in (spec.method, "HEAD") if spec.method == "GET" else (spec.method,):
+                route = app.router.add_route(method, path, _through(pipeline, spec.handler))
+                if spec.body_schema is not None:
+                    ctx.body_validators[route] = ctx.schemas[spec.body_schema]
+                policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
+                                              spec.quiet, spec.allow_locked)
+                allowed.add(method)
+        app.router.add_route("*", path, _through(pipeline, _method_not_allowed(allowed)))
+
+
+def _through(pipeline: Middleware, handler: Handler) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await pipeline(request, handler)
+
+    return handle
+
+
+def _method_not_allowed(allowed: set[str]) -> Handler:
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
+
+    return refuse
 
 
 def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
@@ -128,5 +180,8 @@ def setup_admin(
         # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
         app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
                                              deadlines, recorder, openapi))
+    exact = [spec for spec in routes if spec.prefix not in PREFIXES]
+    if exact:
+        _add_exact_routes(app, ctx, exact, limiter, deadlines, recorder)
     app.cleanup_ctx.append(_lifecycle(ctx, deadlines, manage_storage))
     return ctx

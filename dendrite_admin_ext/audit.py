@@ -34,7 +34,7 @@ from .observability import get_request_id
 from .storage.types import AuditEntry
 from .validation import JSON_BODY_KEY
 
-__all__ = ["AuditRecorder", "Audited", "entry_to_json"]
+__all__ = ["AUDIT_TARGET_KEY", "AuditRecorder", "Audited", "entry_to_json"]
 
 log = logging.getLogger("dendrite_admin_ext.audit")
 
@@ -46,10 +46,16 @@ ANONYMOUS_PER_SECOND = 1.0
 ANONYMOUS_BURST = 20
 
 
+# The target a handler names itself, when it is neither a path parameter nor a top-level
+# body key (a login's user, parsed from the identifier): preferred when set.
+AUDIT_TARGET_KEY = web.RequestKey("dendrite_admin_ext.audit_target", str)
+
+
 @dataclass(frozen=True)
 class Audited:
     """How to audit a route: the action's name, and where its target is — a path
-    parameter (``path_param``) or a top-level string of the JSON body (``body_key``)."""
+    parameter (``path_param``) or a top-level string of the JSON body (``body_key``), unless
+    the handler named it under :data:`AUDIT_TARGET_KEY`."""
 
     action: str
     path_param: str | None = None
@@ -66,10 +72,10 @@ class Audited:
         return self.action
 
     def target(self, request: web.Request) -> str | None:
-        value: object = None
-        if self.path_param is not None:
+        value: object = request.get(AUDIT_TARGET_KEY)
+        if value is None and self.path_param is not None:
             value = request.match_info.get(self.path_param)
-        elif self.body_key is not None:
+        elif value is None and self.body_key is not None:
             body = request.get(JSON_BODY_KEY)
             if isinstance(body, Mapping):
                 value = body.get(self.body_key)

@@ -87,10 +87,12 @@ def extract_access_token(request: web.Request, allow_query: bool) -> str:
     return token
 
 
-async def authenticate(ctx: AdminContext, request: web.Request, access: Access) -> None:
+async def authenticate(ctx: AdminContext, request: web.Request, access: Access, *,
+                       allow_locked: bool = False) -> None:
     """Resolve the token and enforce ``access`` (not PUBLIC); put the Requester on the
     request and note the device's activity.  Raises the Matrix error of SPEC 3, or
-    401 ``M_USER_LOCKED`` with ``"soft_logout": true`` for a locked account (SPEC 10)."""
+    401 ``M_USER_LOCKED`` with ``"soft_logout": true`` for a locked account (SPEC 10)
+    unless the route ``allow_locked`` (logout)."""
     token = extract_access_token(request, ctx.config.http.access_token_query_param)
     session = await ctx.storage.get_token_owner(token)
     if session is None or session.is_deactivated:
@@ -98,7 +100,7 @@ async def authenticate(ctx: AdminContext, request: web.Request, access: Access) 
     requester = Requester(session.user, session.device_id, session.account_type)
     # Set before the access checks so the audit trail names who was refused.
     request[REQUESTER_KEY] = requester
-    if session.locked:
+    if session.locked and not allow_locked:
         # Matrix spec "Account locking": every authenticated API answers so (logout is
         # the host's); the token is kept, so unlocking lets the client straight back in.
         raise UserLocked()

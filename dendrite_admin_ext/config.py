@@ -20,6 +20,7 @@ from .validation import Schemas, load_schemas, missing_keys
 
 __all__ = [
     "AuditConfig",
+    "ClientLoginConfig",
     "Config",
     "ConfigError",
     "DatabaseConfig",
@@ -155,6 +156,17 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True)
+class ClientLoginConfig:
+    """Client login on the standalone server (SPEC 13): what the admin web UIs need to
+    log in.  Failed attempts are limited per client address and per account (defaults:
+    Synapse's ``rc_login.failed_attempts``, 0.17/s with a burst of 3)."""
+
+    enabled: bool = False
+    failed_per_address: RateLimitConfig = RateLimitConfig(0.17, 3)
+    failed_per_account: RateLimitConfig = RateLimitConfig(0.17, 3)
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     listen: ListenConfig = ListenConfig()
@@ -166,6 +178,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
+    client_login: ClientLoginConfig = ClientLoginConfig()
 
 
 def _read_secret_file(path: Path, key: tuple[str, ...]) -> str:
@@ -283,6 +296,8 @@ def parse_config(raw: Any, base_dir: Path | None = None,
                     for p in http_raw.pop("trusted_proxies", ()))
     http = HttpConfig(trusted_proxies=proxies, **http_raw)
 
+    client_login = _client_login(raw)
+
     return Config(
         server_name=raw["server_name"],
         listen=ListenConfig(**raw.get("listen", {})),
@@ -294,6 +309,34 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         http=http,
         audit=AuditConfig(**raw.get("audit", {})),
         logging=LoggingConfig(**raw.get("logging", {})),
+        client_login=client_login,
+    )
+
+
+def _client_login(raw: Mapping[str, Any]) -> ClientLoginConfig:
+    """``client_login``, refused together with ``database.shared_with`` (SPEC 13): beside
+    a homeserver, logging in is the homeserver's business.  Read from the raw mapping, so
+    the rule holds whatever :class:`DatabaseConfig` makes of that key."""
+    cl: Mapping[str, Any] = raw.get("client_login", {})
+    enabled = bool(cl.get("enabled", False))
+    db = raw.get("database", {})
+    shared_with = db.get("shared_with") if isinstance(db, Mapping) else None
+    if enabled and shared_with:
+        raise ConfigError(
+            f"cannot be true together with database.shared_with ({shared_with}): beside "
+            "a homeserver, clients log in to the homeserver; route /_matrix/client/ "
+            "login paths to it and switch client_login off", ("client_login", "enabled"))
+
+    def limit(key: str, default: RateLimitConfig) -> RateLimitConfig:
+        rl: Mapping[str, Any] = cl.get(key, {})
+        return RateLimitConfig(float(rl.get("per_second", default.per_second)),
+                               rl.get("burst", default.burst))
+
+    defaults = ClientLoginConfig()
+    return ClientLoginConfig(
+        enabled=enabled,
+        failed_per_address=limit("failed_per_address", defaults.failed_per_address),
+        failed_per_account=limit("failed_per_account", defaults.failed_per_account),
     )
 
 

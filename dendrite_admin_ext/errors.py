@@ -37,6 +37,7 @@ __all__ = [
     "UnknownToken",
     "UserInUse",
     "UserInUseError",
+    "UserDeactivated",
     "UserLocked",
     "UserSuspended",
     "WeakPassword",
@@ -179,7 +180,7 @@ class UserLocked(MatrixError):
     status = 401
     errcode = "M_USER_LOCKED"
 
-    def __init__(self, message: str = "This account has been locked.") -> None:
+    def __init__(self, message: str = messages.USER_LOCKED) -> None:
         super().__init__(message, extra={"soft_logout": True})
 
 
@@ -190,9 +191,16 @@ class UserSuspended(MatrixError):
     status = 403
     errcode = "M_USER_SUSPENDED"
 
-    def __init__(self,
-                 message: str = "You cannot perform this action while suspended.") -> None:
+    def __init__(self, message: str = messages.USER_SUSPENDED) -> None:
         super().__init__(message)
+
+
+class UserDeactivated(MatrixError):
+    """A login to a deactivated account with its correct password (Matrix spec, ``POST
+    /login`` 403)."""
+
+    status = 403
+    errcode = "M_USER_DEACTIVATED"
 
 
 class StorageUnavailableError(Exception):

@@ -16,6 +16,7 @@ from .config import Config
 from .storage.protocols import (
     AccountStore,
     AuditStore,
+    ClientLoginStore,
     ModerationStore,
     NonceStore,
     RoomStore,
@@ -65,6 +66,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             lambda c: c.endpoints.moderation
             and not getattr(c.database, "shared_with", None),
             (AccountStore, ModerationStore)),
+    Feature("client_login", "client_login.enabled", lambda c: c.client_login.enabled,
+            (AccountStore, ClientLoginStore)),
 )}
 
 

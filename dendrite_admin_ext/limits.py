@@ -80,6 +80,13 @@ class RateLimiter:
             return 0.0
         return (1.0 - bucket.tokens) / self.per_second
 
+    def refund(self, key: str) -> None:
+        """Give back the token a :meth:`check` took for ``key`` (the attempt turned out
+        not to count, e.g. a login that succeeded: only failures are limited)."""
+        bucket = self._buckets.get(key)
+        if bucket is not None and self.enabled:
+            bucket.tokens = min(float(self.burst), bucket.tokens + 1.0)
+
 
 class RequestTimeout(MatrixError):
     """The request ran longer than ``http.request_timeout``.

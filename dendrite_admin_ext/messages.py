@@ -119,6 +119,22 @@ def unknown_user(user: object) -> str:
     return f"Unknown user {user}"
 
 
+USER_LOCKED = "This account has been locked."
+USER_DEACTIVATED = "This account has been deactivated"
+# Client login (SPEC 13): one answer for an unknown user and a wrong password alike.
+WRONG_CREDENTIALS = "Invalid username or password"
+UNKNOWN_LOGIN_TYPE = "Unknown login type: only m.login.password is supported"
+UNKNOWN_LOGIN_IDENTIFIER = "Unknown login identifier type: only m.id.user is supported"
+PROFILE_NOT_FOUND = "Profile not found"
+
+
+def not_printable(name: str) -> str:
+    return f"{name} may only contain printable characters"
+
+# The Matrix spec's own wording (Account suspension).
+USER_SUSPENDED = "You cannot perform this action while suspended."
+
+
 def cannot_moderate_self(action: str) -> str:
     """MSC4323: an admin may not lock or suspend their own account."""
     return f"You cannot {action} your own account."

@@ -10,7 +10,9 @@ at once instead of holding a connection and memory for minutes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import bcrypt
 
@@ -24,6 +26,8 @@ __all__ = ["PasswordHasher", "check_password_policy"]
 # of truncating.  Truncating keeps the classic behaviour (and Dendrite's, whose hashes
 # share the table), so long passphrases up to the configured maximum keep working.
 _BCRYPT_MAX_BYTES = 72
+
+T = TypeVar("T")
 
 
 def check_password_policy(password: object, policy: PasswordConfig) -> str:
@@ -68,6 +72,16 @@ class PasswordHasher:
             return False
 
     async def hash(self, password: str) -> str:
+        return await self._off_loop(self.hash_sync, password)
+
+    async def verify(self, password: str, hashed: str) -> bool:
+        """True if ``password`` matches the bcrypt hash ``hashed`` (a malformed hash
+        matches nothing).  Runs off the event loop on the same bounded threads and queue
+        as :meth:`hash` (503 with Retry-After when the queue is full): all bcrypt work of
+        the process, logins included, stays within that one bound."""
+        return await self._off_loop(self.verify_sync, password, hashed)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: str) -> T:
         if self._executor is None or self._semaphore is None:
             self.start()
         assert self._executor is not None and self._semaphore is not None
@@ -77,9 +91,8 @@ class PasswordHasher:
         except BaseException:
             self._in_flight -= 1
             raise
-        future = asyncio.get_running_loop().run_in_executor(
-            self._executor, self.hash_sync, password)
-        # The slot is freed when the hash is done, not when the caller stops waiting: a
+        future = asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        # The slot is freed when bcrypt is done, not when the caller stops waiting: a
         # client that goes away does not stop bcrypt, and a freed slot would let more
         # hashes pile up behind it than the bound allows.
         future.add_done_callback(self._free_slot)

@@ -57,6 +57,8 @@ class RoutePolicy:
     audit: Audited | None = None
     rate_limited: bool = False
     quiet: bool = False  # access log at DEBUG (a health check polled every few seconds)
+    # A locked account may still use it (Matrix spec "Account locking": logout).
+    allow_locked: bool = False
 
 
 # Unknown paths and wrong methods (aiohttp's 404/405 "routes"): rendered, nothing else.
@@ -72,12 +74,13 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
     record_ip = http.record_client_ip
 
     async def guarded(request: web.Request, handler: Handler,
-                      access: Access) -> web.StreamResponse:
+                      policy: RoutePolicy) -> web.StreamResponse:
         """Time limit, then authentication, then the handler."""
         task = deadlines.enter()
         try:
-            if access is not Access.PUBLIC:
-                await authenticate(ctx, request, access)
+            if policy.access is not Access.PUBLIC:
+                await authenticate(ctx, request, policy.access,
+                                   allow_locked=policy.allow_locked)
             return await handler(request)
         except asyncio.CancelledError:
             timeout = deadlines.timed_out(task)
@@ -105,10 +108,10 @@ def admin_middleware(ctx: AdminContext, policies: Mapping[AbstractRoute, RoutePo
                             raise LimitExceeded(wait)
                     audit = policy.audit
                     if audit is None:
-                        response = await guarded(request, handler, policy.access)
+                        response = await guarded(request, handler, policy)
                     else:
                         response = await recorder.run(
-                            request, audit, lambda: guarded(request, handler, policy.access))
+                            request, audit, lambda: guarded(request, handler, policy))
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise

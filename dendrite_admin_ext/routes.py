@@ -15,9 +15,9 @@ from .audit import Audited
 from .auth import Access
 from .config import Config
 from .features import FEATURES
-from .handlers import admin, moderation, notices, registration, rooms, users
+from .handlers import admin, client_login, moderation, notices, registration, rooms, users
 
-__all__ = ["PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
+__all__ = ["CLIENT", "PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
 
 DENDRITE = "/_dendrite/admin"
 SYNAPSE = "/_synapse/admin"
@@ -28,6 +28,9 @@ CLIENT_R0 = "/_matrix/client/r0/admin"
 CLIENT_V1 = "/_matrix/client/v1/admin"
 MSC4323 = "/_matrix/client/unstable/uk.timedout.msc4323/admin"
 PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0, CLIENT_V1, MSC4323)
+# Client login (SPEC 13): not a mounted prefix.  Its routes are exact paths in the host's
+# router (app.py), so that the host's own client API under /_matrix/client stays its own.
+CLIENT = "/_matrix/client"
 
 # Trailing identifiers use ".+" so an unencoded '/' (legal in localparts) still routes.
 _USER = "{user_id:.+}"
@@ -52,6 +55,9 @@ class RouteSpec:
     query: tuple[tuple[str, dict[str, Any]], ...] = ()
     # Access log at DEBUG instead of INFO (polled endpoints).
     quiet: bool = False
+    # Served to a locked account too (Matrix spec "Account locking": POST /logout and
+    # /logout/all); every other authenticated route answers it 401 M_USER_LOCKED.
+    allow_locked: bool = False
 
     @property
     def full_path(self) -> str:
@@ -117,6 +123,28 @@ ROUTES: list[RouteSpec] = [
               "synapse_suspend",
               audit=Audited("suspend", path_param="user_id",
                             when_false=("suspend", "unsuspend"))),
+    # -- client login (SPEC 13), for the admin web UIs; r0 for the older synapse-admin --
+    RouteSpec(CLIENT, "GET", "/versions", client_login.versions, Access.PUBLIC,
+              "client_login", "The client-server spec versions served (no auth)"),
+    *(spec for version in ("v3", "r0") for spec in (
+        RouteSpec(CLIENT, "GET", f"/{version}/login", client_login.login_flows,
+                  Access.PUBLIC, "client_login", "Login flows: m.login.password"),
+        RouteSpec(CLIENT, "POST", f"/{version}/login", client_login.login, Access.PUBLIC,
+                  "client_login", "Log in with a password; a new access token", "login",
+                  audit=Audited("login")),
+        RouteSpec(CLIENT, "GET", f"/{version}/account/whoami", client_login.whoami,
+                  Access.USER, "client_login", "The user and device of this access token"),
+        RouteSpec(CLIENT, "GET", f"/{version}/profile/{{user_id:[^/]+}}",
+                  client_login.profile, Access.USER, "client_login",
+                  "A local user's display name and avatar URL"),
+        RouteSpec(CLIENT, "POST", f"/{version}/logout", client_login.logout, Access.USER,
+                  "client_login", "Log out: delete this device and its access token",
+                  audit=Audited("logout"), allow_locked=True),
+        RouteSpec(CLIENT, "POST", f"/{version}/logout/all", client_login.logout_all,
+                  Access.USER, "client_login",
+                  "Log out everywhere: delete every device of the user",
+                  audit=Audited("logoutAll"), allow_locked=True),
+    )),
 ]
 
 

@@ -40,6 +40,8 @@ def make_config(schemas: Schemas, **overrides: Any) -> Config:
         "passwords": {"bcrypt_cost": 4},
         "server_notices": {"enabled": True},
         "http": {"activity_flush_interval": 0.05},
+        # On, as in example_config.yaml, so that the route-walking tests cover it.
+        "client_login": {"enabled": True},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -32,6 +32,7 @@ from dendrite_admin_ext.storage.types import (
     AuditEntry,
     Connection,
     DeviceInfo,
+    LoginAccount,
     Member,
     MembershipChange,
     NewAccount,
@@ -492,7 +493,56 @@ class HostStorage:
     async def set_suspended(self, user: UserID, suspended: bool) -> None:
         self._flag(user, "suspended", suspended)
 
+    # -- client login -------------------------------------------------------------------
+    async def get_login_account(self, user: UserID) -> LoginAccount | None:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None:
+            return None
+        return LoginAccount(row.account.user, row.password_hash, row.account.account_type,
+                            row.account.is_deactivated,
+                            "locked" in self._flags.get(str(user), set()))
+
+    async def create_login_device(self, user: UserID, device: NewDevice,
+                                  created_ts: int) -> bool:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None or row.account.is_deactivated:
+            return False
+        replaced = row.devices.get(device.device_id)
+        if replaced is not None:
+            del self._tokens[replaced.token]
+        row.devices[device.device_id] = _Device(device.access_token, device.display_name)
+        self._tokens[device.access_token] = (str(user), device.device_id)
+        return True
+
+    async def delete_login_device(self, user: UserID, device_id: str) -> bool:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None or device_id not in row.devices:
+            return False
+        del self._tokens[row.devices.pop(device_id).token]
+        return True
+
+    async def delete_login_devices(self, user: UserID) -> int:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None:
+            return 0
+        gone = list(row.devices)
+        for device_id in gone:
+            del self._tokens[row.devices.pop(device_id).token]
+        return len(gone)
+
     # -- for tests: what a host's own APIs would do or show ----------------------------
+    def set_login_state(self, user: UserID, *, deactivated: bool | None = None,
+                        locked: bool | None = None) -> None:
+        row = self._accounts[str(user)]
+        if deactivated is not None:
+            row.account = replace(row.account, is_deactivated=deactivated)
+        if locked is not None:
+            self._flag(user, "locked", locked)
+
     def set_account_flags(self, user: UserID, **changes: Any) -> None:
         row = self._accounts[str(user)]
         row.account = replace(row.account, **changes)

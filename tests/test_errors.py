@@ -122,7 +122,7 @@ async def test_every_admin_route_errors_are_json(h: Harness) -> None:
     for spec in ROUTES:
         path = (spec.full_path.replace("{user_id:.+}", "@x:test.example")
                 .replace("{user:.+}", "x").replace("{room_id:.+}", "!r:test.example")
-                .replace("{txn_id}", "t"))
+                .replace("{user_id:[^/]+}", "@alice:test.example").replace("{txn_id}", "t"))
         resp = await h.client.request(spec.method, path, data=b"{bad")
         assert resp.content_type == "application/json", path
         if resp.status >= 400:

@@ -22,6 +22,7 @@ __all__ = [
     "AuditEntry",
     "Connection",
     "DeviceInfo",
+    "LoginAccount",
     "Member",
     "MembershipChange",
     "NewAccount",
@@ -200,3 +201,16 @@ class AuditEntry:
     outcome: str  # "ok", or the errcode of a refusal
     detail: Mapping[str, Any] = field(default_factory=dict)
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoginAccount:
+    """What a password login needs to know about an account (SPEC 13): its bcrypt hash
+    (None: no password, e.g. cleared by deactivation), type, whether it is deactivated,
+    and whether it is locked (``AccountState.locked``)."""
+
+    user: UserID
+    password_hash: str | None = field(repr=False)
+    account_type: AccountType
+    is_deactivated: bool = False
+    locked: bool = False

@@ -6,11 +6,12 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 
 from __future__ import annotations
 
+from .client_login import MemoryClientLogin
 from .core import MemoryCore
 from .moderation import MemoryModeration
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore, MemoryModeration):
+class MemoryStorage(MemoryCore, MemoryModeration, MemoryClientLogin):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

@@ -23,6 +23,7 @@ from typing import Protocol
 from .accounts import AccountStore
 from .audit import AuditStore
 from .auth import TokenStore
+from .client_login import ClientLoginStore
 from .lifecycle import StorageLifecycle
 from .moderation import ModerationStore
 from .nonces import NonceStore
@@ -33,6 +34,7 @@ __all__ = [
     "AccountStore",
     "AdminStorage",
     "AuditStore",
+    "ClientLoginStore",
     "ModerationStore",
     "NonceStore",
     "RoomStore",
@@ -45,7 +47,8 @@ __all__ = [
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, ModerationStore, Protocol):
+                   ServerNoticeStore, AuditStore, ModerationStore, ClientLoginStore,
+                   Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

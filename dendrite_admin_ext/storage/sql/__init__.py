@@ -7,6 +7,7 @@ drive its operations.
 
 from __future__ import annotations
 
+from .client_login import SqlClientLogin
 from .core import SqlCore
 from .moderation import SqlModeration
 from .ops import Op, Result, Stmt, drive_sync
@@ -14,7 +15,7 @@ from .ops import Op, Result, Stmt, drive_sync
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore, SqlModeration):
+class SqlStorage(SqlCore, SqlModeration, SqlClientLogin):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,
