@@ -7,9 +7,10 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 from __future__ import annotations
 
 from .core import MemoryCore
+from .registration_tokens import MemoryRegistrationTokens
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore):
+class MemoryStorage(MemoryCore, MemoryRegistrationTokens):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

@@ -26,6 +26,7 @@ from .auth import TokenStore
 from .lifecycle import StorageLifecycle
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
+from .registration_tokens import RegistrationTokenStore
 from .rooms import RoomStore
 
 __all__ = [
@@ -37,13 +38,14 @@ __all__ = [
     "ServerNoticeStore",
     "StorageLifecycle",
     "TokenStore",
+    "RegistrationTokenStore",
     "missing_methods",
     "protocol_methods",
 ]
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, Protocol):
+                   ServerNoticeStore, AuditStore, RegistrationTokenStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 
