@@ -33,7 +33,7 @@ from .observability import get_request_id
 from .storage.types import AuditEntry
 from .validation import JSON_BODY_KEY
 
-__all__ = ["AuditRecorder", "Audited", "entry_to_json"]
+__all__ = ["AUDIT_TARGET_KEY", "AuditRecorder", "Audited", "entry_to_json"]
 
 log = logging.getLogger("dendrite_admin_ext.audit")
 
@@ -43,6 +43,11 @@ PURGE_EVERY_MS = 3_600_000
 _MAX_TARGET = 255
 ANONYMOUS_PER_SECOND = 1.0
 ANONYMOUS_BURST = 20
+
+
+# The target a handler resolved itself (a name it generated): preferred to the one the
+# route's Audited would take from the request.
+AUDIT_TARGET_KEY = web.RequestKey("dendrite_admin_ext.audit_target", str)
 
 
 @dataclass(frozen=True)
@@ -55,10 +60,10 @@ class Audited:
     body_key: str | None = None
 
     def target(self, request: web.Request) -> str | None:
-        value: object = None
-        if self.path_param is not None:
+        value: object = request.get(AUDIT_TARGET_KEY)
+        if value is None and self.path_param is not None:
             value = request.match_info.get(self.path_param)
-        elif self.body_key is not None:
+        elif value is None and self.body_key is not None:
             body = request.get(JSON_BODY_KEY)
             if isinstance(body, Mapping):
                 value = body.get(self.body_key)

@@ -17,6 +17,7 @@ from .storage.protocols import (
     AccountStore,
     AuditStore,
     NonceStore,
+    RegistrationTokenStore,
     RoomStore,
     ServerNoticeStore,
     StorageLifecycle,
@@ -57,6 +58,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
     Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+    Feature("registration_tokens", "endpoints.registration_tokens",
+            lambda c: c.endpoints.registration_tokens, (RegistrationTokenStore,)),
 )}
 
 
