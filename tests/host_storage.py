@@ -521,7 +521,12 @@ class HostStorage:
     async def delete_registration_token(self, token: str) -> bool:
         async with self._reg_lock:
             await _io()
-            return self._reg_tokens.pop(token, None) is not None
+            if token not in self._reg_tokens:
+                return False
+            del self._reg_tokens[token]
+            for sid in [sid for sid, (t, _ts) in self._reg_session_map.items() if t == token]:
+                del self._reg_session_map[sid]
+            return True
 
     async def reserve_registration_token(self, token: str, session_id: str,
                                          now_ts: int) -> TokenReservation:

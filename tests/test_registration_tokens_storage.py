@@ -149,14 +149,20 @@ async def test_reserve_refuses_unknown_expired_and_zero(st: Any) -> None:
 
 async def test_deleted_token_sessions_end_quietly(st: Any) -> None:
     await st.create_registration_token(tok("t", 5))
+    await st.create_registration_token(tok("kept", 5))
     assert await st.reserve_registration_token("t", "s1", NOW) is R.RESERVED
     assert await st.reserve_registration_token("t", "s2", NOW) is R.RESERVED
+    assert await st.reserve_registration_token("kept", "s3", NOW) is R.RESERVED
     assert await st.delete_registration_token("t")
-    assert await st.complete_registration_token("s1") == "t"
-    assert await st.release_registration_token("s2") == "t"
-    # a new token of that name starts from zero
+    # a new token of that name starts from zero, whatever the old sessions do
     await st.create_registration_token(tok("t", 5))
+    assert await st.complete_registration_token("s1") is None
+    assert await st.release_registration_token("s2") is None
     assert await st.get_registration_token("t") == tok("t", 5)
+    # the deleted token's sessions are free again; others keep theirs
+    assert await st.reserve_registration_token("t", "s1", NOW) is R.RESERVED
+    assert await st.reserve_registration_token("t", "s3", NOW) is R.TOKEN_CHANGED
+    assert await st.complete_registration_token("s3") == "kept"
 
 
 async def test_release_stale(st: Any) -> None:

@@ -53,7 +53,11 @@ class MemoryRegistrationTokens(MemoryBase):
         return updated
 
     async def delete_registration_token(self, token: str) -> bool:
-        return self.registration_tokens.pop(token, None) is not None
+        if self.registration_tokens.pop(token, None) is None:
+            return False
+        self.token_sessions = {s: held for s, held in self.token_sessions.items()
+                               if held[0] != token}
+        return True
 
     async def reserve_registration_token(self, token: str, session_id: str,
                                          now_ts: int) -> TokenReservation:

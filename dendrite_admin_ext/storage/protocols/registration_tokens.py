@@ -52,8 +52,10 @@ class RegistrationTokenStore(Protocol):
         are never reset."""
 
     async def delete_registration_token(self, token: str) -> bool:
-        """Delete the token; False if there was none.  Sessions holding a reservation
-        of it complete or are released without effect on any count."""
+        """Delete the token and forget which sessions hold a use of it (atomically);
+        False if there was none.  Those sessions then complete or are released
+        without effect (None), and a token created later under the same name starts
+        from zero, whatever they do."""
 
     # -- the host's /register -------------------------------------------------------
     async def reserve_registration_token(self, token: str, session_id: str,

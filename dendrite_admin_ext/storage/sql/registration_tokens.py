@@ -95,9 +95,16 @@ class SqlRegistrationTokens(SqlBase):
         return None if row is None else _token(row)
 
     async def delete_registration_token(self, token: str) -> bool:
-        count = await self._run(exec_(
-            "DELETE FROM userapi_registration_tokens WHERE token = %s", (token,)), write=True)
-        return count > 0
+        return await self._run(self._delete(token), write=True)
+
+    @staticmethod
+    def _delete(token: str) -> Op[bool]:
+        res = yield Stmt("DELETE FROM userapi_registration_tokens WHERE token = %s", (token,))
+        if res.rowcount == 0:
+            return False
+        yield Stmt("DELETE FROM dendrite_admin_registration_token_sessions WHERE token = %s",
+                   (token,))
+        return True
 
     async def reserve_registration_token(self, token: str, session_id: str,
                                          now_ts: int) -> TokenReservation:
