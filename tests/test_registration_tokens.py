@@ -323,3 +323,21 @@ async def test_synapse_admin_and_ketesa_token_pages(h: Harness) -> None:
     assert await ui(h, root, "DELETE", f"{SYN}/welcome") == (200, {})
     status, page = await ui(h, root, "GET", listing)
     assert [t["token"] for t in page["registration_tokens"]] == [generated["token"]]
+
+
+async def test_generation_gives_up_when_names_run_out(
+        h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dendrite_admin_ext.services import registration_tokens as service
+
+    root = await admin(h)
+    drawn: list[int] = []
+
+    def always_a(length: int) -> str:
+        drawn.append(length)
+        return "a"
+
+    monkeypatch.setattr(service, "generate_token", always_a)
+    assert (await call(h, root, "POST", f"{SYN}/new", {"length": 1}))[1]["token"] == "a"
+    drawn.clear()
+    await expect_error(h, root, "POST", f"{SYN}/new", {"length": 1}, 400, "M_INVALID_PARAM")
+    assert drawn == [1] * 20  # a bounded number of draws, then a clear error
