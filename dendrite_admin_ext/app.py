@@ -33,7 +33,7 @@ from .observability import warn_if_logs_unseen
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
-from .routes import PREFIXES, RouteSpec, enabled_routes
+from .routes import HOST_PREFIXES, PREFIXES, RouteSpec, enabled_routes
 from .services.evacuation import wait_for_running
 from .storage.protocols import AdminStorage, StorageLifecycle
 from .validation import Schemas, load_schemas
@@ -177,7 +177,11 @@ def setup_admin(
         by_prefix[spec.prefix].append(spec)
     for prefix in PREFIXES:
         # Every prefix is mounted even when empty, so unknown paths under it still get
-        # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
+        # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one —
+        # except inside the host's own client API, which stays the host's when no
+        # route of ours is there.
+        if prefix in HOST_PREFIXES and prefix not in by_prefix:
+            continue
         app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
                                              deadlines, recorder, openapi))
     exact = [spec for spec in routes if spec.prefix not in PREFIXES]

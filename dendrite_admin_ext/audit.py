@@ -47,7 +47,8 @@ ANONYMOUS_BURST = 20
 
 
 # The target a handler names itself, when it is neither a path parameter nor a top-level
-# body key (a login's user, parsed from the identifier): preferred when set.
+# body key (a login's user parsed from the identifier, a token name it generated):
+# preferred to the one the route's Audited would take from the request.
 AUDIT_TARGET_KEY = web.RequestKey("dendrite_admin_ext.audit_target", str)
 
 

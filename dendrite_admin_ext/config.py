@@ -130,6 +130,7 @@ class EndpointsConfig:
     openapi: bool = True
     health: bool = True
     moderation: bool = True
+    registration_tokens: bool = True
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ __all__ = [
     "TooLarge",
     "Unrecognized",
     "UnknownToken",
+    "Unauthorized",
     "UserInUse",
     "UserInUseError",
     "UserDeactivated",
@@ -123,6 +124,14 @@ class MissingParam(MatrixError):
 
 class InvalidParam(MatrixError):
     errcode = "M_INVALID_PARAM"
+
+
+class Unauthorized(MatrixError):
+    """401 without an access-token problem: a failed UIA stage (an invalid
+    registration token, as Synapse answers it)."""
+
+    status = 401
+    errcode = "M_UNAUTHORIZED"
 
 
 class InvalidUsername(MatrixError):

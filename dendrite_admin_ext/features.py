@@ -19,6 +19,7 @@ from .storage.protocols import (
     ClientLoginStore,
     ModerationStore,
     NonceStore,
+    RegistrationTokenStore,
     RoomStore,
     ServerNoticeStore,
     StorageLifecycle,
@@ -68,6 +69,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             (AccountStore, ModerationStore)),
     Feature("client_login", "client_login.enabled", lambda c: c.client_login.enabled,
             (AccountStore, ClientLoginStore)),
+    Feature("registration_tokens", "endpoints.registration_tokens",
+            lambda c: c.endpoints.registration_tokens, (RegistrationTokenStore,)),
 )}
 
 

@@ -128,6 +128,46 @@ UNKNOWN_LOGIN_IDENTIFIER = "Unknown login identifier type: only m.id.user is sup
 PROFILE_NOT_FOUND = "Profile not found"
 
 
+def missing_query_param(name: str) -> str:
+    return f"Missing string query parameter '{name}'"
+
+
+def not_a_boolean_param(name: str) -> str:
+    return f"Boolean query parameter '{name}' must be one of ['true', 'false']"
+
+
+# Registration tokens (SPEC 12): Synapse's wording.
+TOKEN_EXISTS = "Token already exists"  # noqa: S105 (a message, not a token)
+EXPIRY_TIME_NOT_INTEGER = "expiry_time must be an integer or null"
+EXPIRY_TIME_IN_PAST = "expiry_time must not be in the past"
+MISSING_REGISTRATION_TOKEN = "Missing registration token"  # noqa: S105
+REGISTRATION_TOKEN_NOT_STRING = "Registration token must be a string"  # noqa: S105
+MISSING_UIA_SESSION = "Missing UIA session"
+REGISTRATION_TOKEN_CHANGED = "Registration token has changed"  # noqa: S105
+INVALID_REGISTRATION_TOKEN = "Invalid registration token"  # noqa: S105
+
+
+def unknown_registration_token(token: str) -> str:
+    return f"No such registration token: {token}"
+
+
+def bad_uses_allowed(maximum: int) -> str:
+    return f"uses_allowed must be a non-negative integer or null (at most {maximum})"
+
+
+def bad_token_name(maximum: int) -> str:
+    return ("token must consist only of characters matched by the regex [A-Za-z0-9._~-]"
+            f" and be 1 to {maximum} characters long")
+
+
+def bad_token_length(maximum: int) -> str:
+    return f"length must be an integer between 1 and {maximum}"
+
+
+def no_unused_token(length: int) -> str:
+    return f"Could not generate an unused token of length {length}; ask for a longer one"
+
+
 def not_printable(name: str) -> str:
     return f"{name} may only contain printable characters"
 

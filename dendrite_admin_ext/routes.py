@@ -16,8 +16,9 @@ from .auth import Access
 from .config import Config
 from .features import FEATURES
 from .handlers import admin, client_login, moderation, notices, registration, rooms, users
+from .handlers import registration_tokens as reg_tokens
 
-__all__ = ["CLIENT", "PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
+__all__ = ["CLIENT", "HOST_PREFIXES", "PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
 
 DENDRITE = "/_dendrite/admin"
 SYNAPSE = "/_synapse/admin"
@@ -27,14 +28,19 @@ CLIENT_R0 = "/_matrix/client/r0/admin"
 # under /_matrix/client/v1 and /unstable stay the host's.
 CLIENT_V1 = "/_matrix/client/v1/admin"
 MSC4323 = "/_matrix/client/unstable/uk.timedout.msc4323/admin"
-PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0, CLIENT_V1, MSC4323)
 # Client login (SPEC 13): not a mounted prefix.  Its routes are exact paths in the host's
 # router (app.py), so that the host's own client API under /_matrix/client stays its own.
 CLIENT = "/_matrix/client"
+# The spec's registration-token validity check: inside the host's own client API, so
+# the narrowest prefix, mounted only while a route of ours is there (HOST_PREFIXES).
+CLIENT_REGISTER = "/_matrix/client/v1/register/m.login.registration_token"
+PREFIXES = (DENDRITE, SYNAPSE, CLIENT_V3, CLIENT_R0, CLIENT_V1, MSC4323, CLIENT_REGISTER)
+HOST_PREFIXES = frozenset({CLIENT_REGISTER})
 
 # Trailing identifiers use ".+" so an unencoded '/' (legal in localparts) still routes.
 _USER = "{user_id:.+}"
 _ROOM = "{room_id:.+}"
+_NAME = "{token}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +151,32 @@ ROUTES: list[RouteSpec] = [
                   "Log out everywhere: delete every device of the user",
                   audit=Audited("logoutAll"), allow_locked=True),
     )),
+    # Registration tokens (SPEC 12): Synapse's and Dendrite's paths on one store.
+    *(route
+      for prefix, base in ((SYNAPSE, "/v1/registration_tokens"),
+                           (DENDRITE, "/registrationTokens"))
+      for route in (
+          RouteSpec(prefix, "GET", base, reg_tokens.list_all, Access.ADMIN,
+                    "registration_tokens", "List registration tokens",
+                    query=reg_tokens.LIST_QUERY),
+          RouteSpec(prefix, "POST", f"{base}/new", reg_tokens.create, Access.ADMIN,
+                    "registration_tokens", "Create a registration token",
+                    "registration_token_new",
+                    audit=Audited("createRegistrationToken", body_key="token")),
+          RouteSpec(prefix, "GET", f"{base}/{_NAME}", reg_tokens.get, Access.ADMIN,
+                    "registration_tokens", "Show a registration token"),
+          RouteSpec(prefix, "PUT", f"{base}/{_NAME}", reg_tokens.update, Access.ADMIN,
+                    "registration_tokens", "Change a registration token's uses or expiry",
+                    "registration_token_update",
+                    audit=Audited("updateRegistrationToken", path_param="token")),
+          RouteSpec(prefix, "DELETE", f"{base}/{_NAME}", reg_tokens.delete, Access.ADMIN,
+                    "registration_tokens", "Delete a registration token",
+                    audit=Audited("deleteRegistrationToken", path_param="token")),
+      )),
+    RouteSpec(CLIENT_REGISTER, "GET", "/validity", reg_tokens.validity,
+              Access.PUBLIC, "registration_tokens",
+              "Whether a registration token can be used (no auth)",
+              rate_limited=True, query=reg_tokens.VALIDITY_QUERY),
 ]
 
 

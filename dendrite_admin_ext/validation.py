@@ -26,7 +26,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from . import messages
-from .errors import BadJson, MatrixError, MissingParam, NotJson, TooLarge
+from .errors import BadJson, InvalidParam, MatrixError, MissingParam, NotJson, TooLarge
 from .identifiers import is_valid_server_name, parse_room_id, parse_user_id
 
 __all__ = [
@@ -189,7 +189,13 @@ def check_body(validator: Draft202012Validator, body: Any) -> dict[str, Any]:
         missing = missing_keys(error)
         raise MissingParam(messages.missing_param(missing[0] if missing else error.message))
     where = "/".join(str(p) for p in error.absolute_path)
-    raise BadJson(f"{where}: {error.message}" if where else error.message)
+    message = f"{where}: {error.message}" if where else error.message
+    # A schema may name the errcode of its value errors, for endpoints whose reference
+    # server answers them with another code than M_BAD_JSON (Synapse's token API).
+    schema = validator.schema
+    if isinstance(schema, Mapping) and schema.get("x-errcode") == InvalidParam.errcode:
+        raise InvalidParam(message)
+    raise BadJson(message)
 
 
 async def read_json_body(request: web.Request, validator: Draft202012Validator,

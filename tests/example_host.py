@@ -19,6 +19,10 @@ It shows what a host does, and nothing more:
 * it enforces account locking and suspension on its own client routes with one
   middleware (``moderation_middleware``), and advertises ``m.account_moderation`` to
   admins in ``/capabilities`` (``account_moderation_capabilities``).
+* its ``POST /_matrix/client/v3/register`` takes registration tokens: a one-stage
+  ``m.login.registration_token`` UIA flow built on the package's hook
+  (:mod:`dendrite_admin_ext.services.registration_tokens`: reserve a use for the
+  session, complete it once the account exists, release it when the session expires).
 
 ``tests/test_example_host.py`` runs this file.
 """
@@ -26,8 +30,12 @@ It shows what a host does, and nothing more:
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import AsyncIterator, Container
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -35,13 +43,29 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_urldispatcher import AbstractRoute
 
-from dendrite_admin_ext import AdminStorage, Config, parse_config, setup_admin
+from dendrite_admin_ext import AdminContext, AdminStorage, Config, UserID, parse_config, setup_admin
+from dendrite_admin_ext.errors import (
+    InvalidUsername,
+    MatrixError,
+    MissingParam,
+    NotJson,
+    UserInUse,
+    UserInUseError,
+)
+from dendrite_admin_ext.events import now_ms
+from dendrite_admin_ext.identifiers import is_valid_localpart
 from dendrite_admin_ext.moderation import (
     account_moderation_capabilities,
     moderation_middleware,
 )
 from dendrite_admin_ext.observability import RequestIdFilter
-from dendrite_admin_ext.storage.types import AccountType, TokenOwner
+from dendrite_admin_ext.services.registration_tokens import (
+    complete_token_use,
+    release_stale_token_uses,
+    release_token_use,
+    reserve_token_use,
+)
+from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice, TokenOwner
 
 from .host_storage import HostStorage
 
@@ -130,6 +154,106 @@ def capabilities(config: Config) -> Handler:
     return handler
 
 
+# -- registration with a token ----------------------------------------------------------
+TOKEN_STAGE = "m.login.registration_token"
+SESSION_LIFETIME_MS = 15 * 60_000  # how long a UIA session lives (the host decides)
+
+
+@dataclass
+class UiaSessions:
+    """The host's UIA sessions (here in memory: one worker's own).  Only the token
+    reservation lives in the admin API's storage, shared by every worker."""
+
+    started: dict[str, int] = field(default_factory=dict)  # session ID -> created ms
+    completed: dict[str, set[str]] = field(default_factory=dict)
+
+
+ADMIN_KEY = web.AppKey("example_host.admin", AdminContext)
+SESSIONS_KEY = web.AppKey("example_host.sessions", UiaSessions)
+
+
+def _uia_challenge(session_id: str, done: set[str]) -> web.Response:
+    return web.json_response({"flows": [{"stages": [TOKEN_STAGE]}], "params": {},
+                              "session": session_id, "completed": sorted(done)},
+                             status=401)
+
+
+async def register(request: web.Request) -> web.Response:
+    """``POST /_matrix/client/v3/register`` with one UIA stage,
+    ``m.login.registration_token`` (Matrix spec; errors as Synapse answers them)."""
+    ctx, sessions = request.app[ADMIN_KEY], request.app[SESSIONS_KEY]
+    try:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise NotJson("Content not JSON.") from None
+        if not isinstance(body, dict):
+            raise NotJson("Content must be a JSON object.")
+        auth = body.get("auth")
+        session_id = auth.get("session") if isinstance(auth, dict) else None
+        if not isinstance(session_id, str) or session_id not in sessions.started:
+            # First request (or an unknown session): start a session, ask for the stage.
+            session_id = secrets.token_urlsafe(18)
+            sessions.started[session_id] = now_ms()
+            sessions.completed[session_id] = set()
+            return _uia_challenge(session_id, set())
+        done = sessions.completed[session_id]
+        if isinstance(auth, dict) and auth.get("type") == TOKEN_STAGE:
+            # Raises 400 (missing, changed) or 401 M_UNAUTHORIZED (invalid token).
+            await reserve_token_use(ctx, auth.get("token"), session_id)
+            done.add(TOKEN_STAGE)
+        if TOKEN_STAGE not in done:
+            return _uia_challenge(session_id, done)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise MissingParam("username and password are required")
+        if not is_valid_localpart(username):
+            raise InvalidUsername("User ID can only contain characters a-z, 0-9, or '=_-./+'")
+        user = UserID(username, ctx.config.server_name)
+        device_id = "EX" + secrets.token_hex(5).upper()
+        access_token = secrets.token_urlsafe(32)
+        try:
+            await ctx.storage.create_account(
+                NewAccount(user, await ctx.hasher.hash(password), AccountType.USER,
+                           now_ms(), display_name=username),
+                NewDevice(device_id, access_token, "example host"))
+        except UserInUseError:
+            # The session keeps its reservation: the client may retry another name.
+            raise UserInUse("User ID already taken.") from None
+        await complete_token_use(ctx, session_id)
+        del sessions.started[session_id], sessions.completed[session_id]
+        return web.json_response({"user_id": str(user), "access_token": access_token,
+                                  "device_id": device_id})
+    except MatrixError as exc:
+        return exc.response()
+
+
+async def expire_sessions(app: web.Application) -> int:
+    """End the UIA sessions past their lifetime and give back their token uses; also
+    those of sessions another (perhaps crashed) worker started."""
+    ctx, sessions = app[ADMIN_KEY], app[SESSIONS_KEY]
+    horizon = now_ms() - SESSION_LIFETIME_MS
+    for session_id, started in list(sessions.started.items()):
+        if started < horizon:
+            del sessions.started[session_id], sessions.completed[session_id]
+            await release_token_use(ctx, session_id)
+    return await release_stale_token_uses(ctx, SESSION_LIFETIME_MS)
+
+
+async def session_expiry(app: web.Application) -> AsyncIterator[None]:
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(60)
+            with contextlib.suppress(Exception):  # storage down: next minute
+                await expire_sessions(app)
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class PathOnlyAccessLogger(AbstractAccessLogger):
     """aiohttp's default format logs the request line, query string included."""
 
@@ -158,6 +282,7 @@ def build_app(storage: AdminStorage | None = None) -> web.Application:
         ("GET", "/capabilities", capabilities(config)),
     ):
         protected.add(app.router.add_route(method, client + path, handler))
+    app.router.add_post("/_matrix/client/v3/register", register)
 
     async def storage_lifetime(app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -166,7 +291,9 @@ def build_app(storage: AdminStorage | None = None) -> web.Application:
 
     # The host's storage opens before, and closes after, the admin API's clean-up.
     app.cleanup_ctx.append(storage_lifetime)
-    setup_admin(app, config, store, manage_storage=False)
+    app[ADMIN_KEY] = setup_admin(app, config, store, manage_storage=False)
+    app[SESSIONS_KEY] = UiaSessions()
+    app.cleanup_ctx.append(session_expiry)
     return app
 
 

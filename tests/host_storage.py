@@ -40,7 +40,9 @@ from dendrite_admin_ext.storage.types import (
     NewRoom,
     NoticeTxnKey,
     Profile,
+    RegistrationToken,
     TokenOwner,
+    TokenReservation,
     UserRoom,
 )
 
@@ -106,6 +108,9 @@ class HostStorage:
         self._audit_ids = 0
         # Moderation: the flags set on each account ("locked", "suspended", …).
         self._flags: dict[str, set[str]] = {}
+        self._reg_tokens: dict[str, _TokenRow] = {}
+        self._reg_session_map: dict[str, tuple[str, int]] = {}  # session -> (token, ts)
+        self._reg_lock = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -533,6 +538,107 @@ class HostStorage:
         for device_id in gone:
             del self._tokens[row.devices.pop(device_id).token]
         return len(gone)
+    # -- registration tokens --------------------------------------------------------------
+    # Mutable rows and an explicit lock held across the simulated I/O: a host whose
+    # database round trips let other requests run in between must make the check and
+    # the increment one step, as the protocol demands.
+    async def create_registration_token(self, token: RegistrationToken) -> bool:
+        async with self._reg_lock:
+            await _io()
+            rows = self._reg_tokens
+            if token.token in rows:
+                return False
+            rows[token.token] = _TokenRow(token.uses_allowed, token.pending,
+                                          token.completed, token.expiry_time)
+            return True
+
+    async def get_registration_token(self, token: str) -> RegistrationToken | None:
+        await _io()
+        row = self._reg_tokens.get(token)
+        return None if row is None else row.view(token)
+
+    async def list_registration_tokens(self, valid: bool | None,
+                                       now_ts: int) -> list[RegistrationToken]:
+        await _io()
+        out = []
+        for name in sorted(self._reg_tokens):
+            row = self._reg_tokens[name]
+            if valid is None or row.usable(now_ts) is valid:
+                out.append(row.view(name))
+        return out
+
+    async def update_registration_token(
+            self, token: str, changes: Mapping[str, int | None]) -> RegistrationToken | None:
+        async with self._reg_lock:
+            await _io()
+            row = self._reg_tokens.get(token)
+            if row is None:
+                return None
+            for key, value in changes.items():
+                if key == "uses_allowed":
+                    row.uses_allowed = value
+                elif key == "expiry_time":
+                    row.expiry_time = value
+                else:
+                    raise ValueError(key)
+            return row.view(token)
+
+    async def delete_registration_token(self, token: str) -> bool:
+        async with self._reg_lock:
+            await _io()
+            if token not in self._reg_tokens:
+                return False
+            del self._reg_tokens[token]
+            for sid in [sid for sid, (t, _ts) in self._reg_session_map.items() if t == token]:
+                del self._reg_session_map[sid]
+            return True
+
+    async def reserve_registration_token(self, token: str, session_id: str,
+                                         now_ts: int) -> TokenReservation:
+        async with self._reg_lock:
+            await _io()
+            bound = self._reg_session_map.get(session_id)
+            if bound is not None:
+                if bound[0] == token:
+                    return TokenReservation.ALREADY_RESERVED
+                return TokenReservation.TOKEN_CHANGED
+            row = self._reg_tokens.get(token)
+            if row is None or not row.usable(now_ts):
+                return TokenReservation.INVALID
+            await _io()  # between the check and the write, as a real database would be
+            row.pending += 1
+            self._reg_session_map[session_id] = (token, now_ts)
+            return TokenReservation.RESERVED
+
+    async def _finish_session(self, session_id: str, completed: bool) -> str | None:
+        bound = self._reg_session_map.pop(session_id, None)
+        if bound is None:
+            return None
+        row = self._reg_tokens.get(bound[0])
+        if row is not None:
+            row.pending = max(0, row.pending - 1)
+            if completed:
+                row.completed += 1
+        return bound[0]
+
+    async def complete_registration_token(self, session_id: str) -> str | None:
+        async with self._reg_lock:
+            await _io()
+            return await self._finish_session(session_id, True)
+
+    async def release_registration_token(self, session_id: str) -> str | None:
+        async with self._reg_lock:
+            await _io()
+            return await self._finish_session(session_id, False)
+
+    async def release_stale_registration_tokens(self, older_than_ts: int) -> int:
+        async with self._reg_lock:
+            await _io()
+            old = [sid for sid, (_t, ts) in self._reg_session_map.items()
+                   if ts < older_than_ts]
+            for sid in old:
+                await self._finish_session(sid, False)
+            return len(old)
 
     # -- for tests: what a host's own APIs would do or show ----------------------------
     def set_login_state(self, user: UserID, *, deactivated: bool | None = None,
@@ -558,6 +664,23 @@ class HostStorage:
     def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
         data = self._account_data.get((str(user), room_id, "m.tag"), {"tags": {}})
         return dict(data["tags"])
+
+
+@dataclass
+class _TokenRow:
+    uses_allowed: int | None
+    pending: int
+    completed: int
+    expiry_time: int | None
+
+    def usable(self, now_ts: int) -> bool:
+        if self.expiry_time is not None and now_ts >= self.expiry_time:
+            return False
+        return self.uses_allowed is None or self.uses_allowed > self.pending + self.completed
+
+    def view(self, token: str) -> RegistrationToken:
+        return RegistrationToken(token, self.uses_allowed, self.pending, self.completed,
+                                 self.expiry_time)
 
 
 class _Rollback:

@@ -63,6 +63,7 @@ def snapshot(storage: MemoryStorage) -> Any:
         {rid: (r.depth, dict(r.state), dict(r.members)) for rid, r in storage.rooms.items()},
         len(storage.events), storage.account_data, dict(storage.notice_rooms),
         {key: event for key, (event, _ts) in storage.notice_txns.items()},
+        dict(storage.registration_tokens), dict(storage.token_sessions),
     ))
 
 
@@ -93,7 +94,7 @@ class Fuzz:
 
     def path(self, spec: RouteSpec, **values: str) -> str:
         defaults = {"user": "alice", "user_id": f"@alice:{SERVER}", "room_id": self.room_id,
-                    "txn_id": "fuzz-txn"}
+                    "txn_id": "fuzz-txn", "token": "fuzz-token"}
         return _PARAM.sub(lambda m: values.get(m.group(1), defaults.get(m.group(1), "x")),
                           spec.full_path)
 
@@ -111,6 +112,8 @@ async def fuzz(aiohttp_client: Callable[..., Awaitable[Any]], schemas: Schemas) 
     await make_user(storage, "bob")
     room_id = await make_room(storage, f"@root:{SERVER}",
                               joined=[f"@alice:{SERVER}", f"@bob:{SERVER}"])
+    from dendrite_admin_ext.storage.types import RegistrationToken
+    await storage.create_registration_token(RegistrationToken("fuzz-token", 3))
     return Fuzz(client, storage, admin, room_id)
 
 

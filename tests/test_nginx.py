@@ -376,3 +376,22 @@ def test_untrusted_proxy_is_not_believed(tmp_path: Path) -> None:
                                              "X-Forwarded-For": "203.0.113.9"})
         # Without trust, the client is nginx itself.
         assert connections(port, token, f"@alice:{SERVER}")["ua"] == "127.0.0.1"
+
+
+def test_registration_tokens_through_nginx(stack: Stack) -> None:
+    """Both token admin paths and the spec's validity check reach the admin server;
+    the rest of the client API's /register stays with the homeserver."""
+    token = stack.root["access_token"]
+    reply = request(stack.port, "POST", "/_synapse/admin/v1/registration_tokens/new",
+                    token=token, body={"token": "via-nginx", "uses_allowed": 1})
+    assert reply.status == 200, reply.raw
+    reply = request(stack.port, "GET", "/_dendrite/admin/registrationTokens/via-nginx",
+                    token=token)
+    assert (reply.status, reply.json["uses_allowed"]) == (200, 1)
+    validity = "/_matrix/client/v1/register/m.login.registration_token/validity"
+    for name, valid in (("via-nginx", True), ("other", False)):
+        reply = request(stack.port, "GET", f"{validity}?token={name}", source="127.0.0.9")
+        assert (reply.status, reply.json) == (200, {"valid": valid})
+    for path in ("/_matrix/client/v3/register", "/_matrix/client/v1/register/other"):
+        reply = request(stack.port, "GET", path)
+        assert reply.json == {"homeserver": True, "method": "GET", "path": path}

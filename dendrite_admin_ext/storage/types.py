@@ -32,6 +32,8 @@ __all__ = [
     "Profile",
     "TokenOwner",
     "UserRoom",
+    "RegistrationToken",
+    "TokenReservation",
 ]
 
 
@@ -214,3 +216,41 @@ class LoginAccount:
     account_type: AccountType
     is_deactivated: bool = False
     locked: bool = False
+
+
+# -- registration tokens (SPEC 12) ---------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RegistrationToken:
+    """A registration token as Synapse's and Dendrite's admin APIs show it (Synapse doc
+    ``registration_tokens.md``; Dendrite's ``userapi_registration_tokens`` row).
+
+    ``uses_allowed``: registrations it may complete; None = unlimited, 0 = used up.
+    ``pending``: uses reserved by registration sessions still in progress;
+    ``completed``: registrations completed with it.  Both count against
+    ``uses_allowed`` (Synapse's rule).  ``expiry_time``: ms since the epoch after which
+    it is invalid; None = never."""
+
+    token: str
+    uses_allowed: int | None = None
+    pending: int = 0
+    completed: int = 0
+    expiry_time: int | None = None
+
+    def is_valid(self, now_ts: int) -> bool:
+        """Synapse's and Dendrite's definition: uses left and not expired."""
+        return ((self.uses_allowed is None
+                 or self.pending + self.completed < self.uses_allowed)
+                and (self.expiry_time is None or self.expiry_time > now_ts))
+
+
+class TokenReservation(enum.Enum):
+    """What reserving a registration token's use for a registration session did."""
+
+    # A use was reserved for the session now (``pending`` + 1).
+    RESERVED = "reserved"
+    # The session had reserved a use of this same token already: nothing changed.
+    ALREADY_RESERVED = "already_reserved"
+    # Unknown, used up or expired token: nothing changed.
+    INVALID = "invalid"
+    # The session had reserved a use of another token: nothing changed.
+    TOKEN_CHANGED = "token_changed"  # noqa: S105 (a state's name, not a secret)

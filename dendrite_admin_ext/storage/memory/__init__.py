@@ -9,9 +9,11 @@ from __future__ import annotations
 from .client_login import MemoryClientLogin
 from .core import MemoryCore
 from .moderation import MemoryModeration
+from .registration_tokens import MemoryRegistrationTokens
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore, MemoryModeration, MemoryClientLogin):
+class MemoryStorage(MemoryCore, MemoryModeration, MemoryClientLogin,
+                    MemoryRegistrationTokens):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

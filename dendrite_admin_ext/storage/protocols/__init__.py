@@ -28,6 +28,7 @@ from .lifecycle import StorageLifecycle
 from .moderation import ModerationStore
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
+from .registration_tokens import RegistrationTokenStore
 from .rooms import RoomStore
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ServerNoticeStore",
     "StorageLifecycle",
     "TokenStore",
+    "RegistrationTokenStore",
     "missing_methods",
     "protocol_methods",
 ]
@@ -48,7 +50,7 @@ __all__ = [
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
                    ServerNoticeStore, AuditStore, ModerationStore, ClientLoginStore,
-                   Protocol):
+                   RegistrationTokenStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

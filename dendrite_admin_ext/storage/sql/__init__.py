@@ -11,11 +11,12 @@ from .client_login import SqlClientLogin
 from .core import SqlCore
 from .moderation import SqlModeration
 from .ops import Op, Result, Stmt, drive_sync
+from .registration_tokens import SqlRegistrationTokens
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore, SqlModeration, SqlClientLogin):
+class SqlStorage(SqlCore, SqlModeration, SqlClientLogin, SqlRegistrationTokens):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,

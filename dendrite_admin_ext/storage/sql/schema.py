@@ -285,7 +285,35 @@ _V2 = Migration(
     ),
 )
 
+_V3 = Migration(
+    3,
+    "Registration tokens: Dendrite's table, and the sessions holding a use of one",
+    statements=(
+        # Dendrite's own table, exactly as Dendrite declares it (identical for
+        # PostgreSQL and SQLite), so that with a shared database Dendrite's token
+        # endpoints and ours use one store.  Dendrite writes 0 into pending/completed;
+        # the queries still read NULL as 0.
+        """CREATE TABLE IF NOT EXISTS userapi_registration_tokens (
+            token TEXT PRIMARY KEY,
+            pending BIGINT,
+            completed BIGINT,
+            uses_allowed BIGINT,
+            expiry_time BIGINT
+        )""",
+        # Ours: which registration session holds a use of which token (pending), so a
+        # session counts once, cannot switch tokens, and gives its use back when it
+        # completes or ends.  Shared by every worker, like the host's UIA sessions.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_registration_token_sessions (
+            session_id TEXT NOT NULL PRIMARY KEY,
+            token TEXT NOT NULL,
+            created_ts BIGINT NOT NULL
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_registration_token_sessions_ts_idx
+            ON dendrite_admin_registration_token_sessions (created_ts)""",
+    ),
+)
+
 # Every feature's schema changes, in version order.  Versions are assigned per feature
 # as they are written; a version, once released, is never edited.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = MIGRATIONS[-1].version
