@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .config import Config, ConfigError, load_config
+from .errors import StartupRefusedError
 from .services.registration import compute_mac
 
 __all__ = ["main"]
@@ -213,6 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except StartupRefusedError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code
