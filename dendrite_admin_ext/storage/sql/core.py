@@ -647,6 +647,15 @@ class SqlCore(SqlBase):
         row = await self._run(one(_TXN_EVENT, _txn_key(key)), write=False)
         return None if row is None else str(row[0])
 
+    async def record_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> None:
+        """Remember a notice the homeserver sent for this transaction (beside Dendrite,
+        where the event is Dendrite's: services/homeserver.py).  The first record
+        stays."""
+        await self._run(exec_(
+            "INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id, event_id,"
+            " ts) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (*_txn_key(key), event_id, ts)), write=True)
+
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         return await self._run(exec_(
             "DELETE FROM dendrite_admin_notice_txns WHERE ts < %s", (older_than_ts,)),
