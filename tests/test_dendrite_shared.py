@@ -93,6 +93,20 @@ async def test_refuses_to_start_before_dendrite(request: pytest.FixtureRequest,
     await storage.close()
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_refuses_a_database_the_package_set_up_on_its_own(
+        request: pytest.FixtureRequest, tmp_path: Path, engine: str) -> None:
+    """Package first (without shared_with) made Dendrite's tables itself: that is not
+    Dendrite's database, and beside Dendrite the package says so instead of starting."""
+    db = _new_db(request, tmp_path, engine, "empty")
+    owned: SqlStorage = (SqliteStorage(db.path or "") if engine == "sqlite"
+                         else PostgresStorage(db.dsn or "", pool_size=2))
+    await owned.open()
+    await owned.close()
+    with pytest.raises(StartupRefusedError, match=r"without database\.shared_with"):
+        await _storage(db).open()
+
+
 async def test_start_changes_nothing_of_dendrites(dendrite: DendriteDb) -> None:
     before = dendrite.catalogue()
     storage = _storage(dendrite)

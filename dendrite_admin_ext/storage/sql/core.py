@@ -31,7 +31,7 @@ from ..types import (
 from .base import SqlBase
 from .dendrite import PUSH_RULES_TYPE, default_push_rules
 from .ops import Op, Stmt, dumps, exec_, insert_rows, one, select, with_keys
-from .schema import DENDRITE_TABLES, MIGRATIONS, SCHEMA_VERSION_TABLE
+from .schema import DENDRITE_TABLES, MIGRATIONS, OWNED_MARKER_INDEX, SCHEMA_VERSION_TABLE
 
 __all__ = ["SqlCore"]
 
@@ -73,6 +73,8 @@ _INSERT_DEVICE = (
     "INSERT INTO userapi_devices (access_token, session_id, device_id, localpart,"
     " server_name, created_ts, display_name, last_seen_ts, ip, user_agent)"
     " VALUES (%s, {session_id}, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+_DELETE_DEVICES = "DELETE FROM {table} WHERE localpart = %s AND server_name = %s"
 
 # A notice transaction's record, by its key.
 _TXN_EVENT = ("SELECT event_id FROM dendrite_admin_notice_txns"
@@ -150,6 +152,14 @@ class SqlCore(SqlBase):
         if self.shared:
             # Before anything is created: a package first would leave tables that
             # Dendrite's own first start then trips over (SPEC 8).
+            res = yield Stmt("SELECT name FROM {index_catalog} i WHERE name = %s",
+                             (OWNED_MARKER_INDEX,), reuse=False)
+            if res.rows:
+                raise StartupRefusedError(
+                    "this database was set up by dendrite_admin_ext without "
+                    "database.shared_with (it created or altered Dendrite's tables), so "
+                    "it is not a database Dendrite created: give the package Dendrite's "
+                    "own database, which Dendrite has started on first")
             res = yield Stmt(with_keys("SELECT name FROM {table_catalog} t"
                                        " WHERE name IN ({keys})", len(DENDRITE_TABLES)),
                              DENDRITE_TABLES, reuse=False)
@@ -297,6 +307,10 @@ class SqlCore(SqlBase):
         yield Stmt("DELETE FROM userapi_devices"
                    " WHERE localpart = %s AND server_name = %s AND device_id = %s",
                    (localpart, server_name, device.device_id))
+        if self.shared:  # no foreign key cascades beside Dendrite
+            yield Stmt("DELETE FROM dendrite_admin_device_connections"
+                       " WHERE localpart = %s AND server_name = %s AND device_id = %s",
+                       (localpart, server_name, device.device_id))
         yield Stmt(
             _INSERT_DEVICE.replace("{session_id}", "{dendrite_session_id}" if self.shared
                                    else "{next_session_id}"),
@@ -317,12 +331,14 @@ class SqlCore(SqlBase):
                          " WHERE localpart = %s AND server_name = %s", (password_hash, *who))
         if res.rowcount == 0 or not logout_devices:
             return
-        if keep_device_id is None:
-            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s",
-                       who)
-        else:
-            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s"
-                       " AND device_id <> %s", (*who, keep_device_id))
+        tables = ("userapi_devices", "dendrite_admin_device_connections") if self.shared else (
+            "userapi_devices",)  # beside Dendrite no foreign key cascades to our sightings
+        for table in tables:
+            if keep_device_id is None:
+                yield Stmt(_DELETE_DEVICES.replace("{table}", table), who)
+            else:
+                yield Stmt(_DELETE_DEVICES.replace("{table}", table) + " AND device_id <> %s",
+                           (*who, keep_device_id))
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
         # Callers asking for the same user at once share a read, not a list.

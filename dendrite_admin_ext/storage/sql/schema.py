@@ -74,6 +74,8 @@ POSTGRES = Dialect(
         # The tables visible on this connection (start-up checks; no DDL).
         "table_catalog": "(SELECT table_name AS name FROM information_schema.tables"
                          " WHERE table_schema = current_schema())",
+        "index_catalog": "(SELECT indexname AS name FROM pg_indexes"
+                         " WHERE schemaname = current_schema())",
         # Dendrite numbers a new device's session the same way on PostgreSQL.
         "dendrite_session_id": "nextval('userapi_device_session_id_seq')",
     },
@@ -94,6 +96,7 @@ SQLITE = Dialect(
         "for_update": "",
         "skip_locked": "",
         "table_catalog": "(SELECT name FROM sqlite_master WHERE type = 'table')",
+        "index_catalog": "(SELECT name FROM sqlite_master WHERE type = 'index')",
         # Dendrite's SQLite storage numbers a new device's session as the number of
         # devices plus one (devices_table.go InsertDevice).
         "dendrite_session_id": "(SELECT COUNT(access_token) + 1 FROM userapi_devices)",
@@ -140,6 +143,10 @@ class Migration:
 # before the package creates anything there (Dendrite creates them on its first start).
 DENDRITE_TABLES = ("userapi_accounts", "userapi_devices", "userapi_profiles",
                    "userapi_account_datas")
+
+# An index the package puts on Dendrite's accounts table when it owns the schema: found
+# beside Dendrite, it means the package created or altered Dendrite's tables before.
+OWNED_MARKER_INDEX = "dendrite_admin_accounts_lower_idx"
 
 SCHEMA_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS dendrite_admin_schema_version (
