@@ -82,6 +82,12 @@ async def test_refuses_to_start_before_dendrite(request: pytest.FixtureRequest,
                                                 tmp_path: Path, engine: str) -> None:
     db = _new_db(request, tmp_path, engine, "empty")
     storage = _storage(db)
+    if engine == "sqlite":
+        # no file at all: none is created
+        with pytest.raises(StartupRefusedError, match="start Dendrite once first"):
+            await storage.open()
+        assert db.path is not None and not db.path.exists()
+        sqlite3.connect(db.path).close()  # an empty file, as Dendrite's first open makes
     with pytest.raises(StartupRefusedError, match="start Dendrite once first") as refused:
         await storage.open()
     assert "\n" not in str(refused.value) and "userapi_accounts" in str(refused.value)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StorageUnavailableError
+from ..errors import StartupRefusedError, StorageUnavailableError
 from .sql import Op, SqlStorage, drive_sync
 from .sql.schema import SQLITE
 
@@ -133,6 +133,11 @@ class SqliteStorage(SqlStorage):
             raise
 
     def _open_sync(self) -> None:
+        if self.shared and not self.path.exists():
+            # Beside Dendrite the file is Dendrite's to create.
+            raise StartupRefusedError(
+                f"database.shared_with is {self.shared_with} but {self.path} does not "
+                f"exist: start Dendrite once first, so that it creates its database")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
