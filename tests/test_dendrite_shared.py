@@ -299,3 +299,28 @@ def test_sqlite_layout_is_dendrites() -> None:
         assert "localpart TEXT NOT NULL PRIMARY KEY" in accounts
         assert "UNIQUE (localpart, device_id)" in devices
         assert "userapi_accounts_idx" not in indexes  # back only on the second start
+
+
+async def test_reset_password_of_a_dendrite_account(h: Harness, dendrite: DendriteDb) -> None:
+    """Dendrite's login reads the new hash; the devices go as Dendrite's own
+    RemoveAllDevices removes them, and so do the package's sightings of them."""
+    import bcrypt
+
+    dendrite.create_account("admin", account_type=3)
+    dendrite.create_device("admin", "ADMINDEV", "tok-admin", ip="203.0.113.5",
+                           user_agent="Element")
+    dendrite.create_account("erin")
+    dendrite.create_device("erin", "E1", "tok-e1", ip="198.51.100.3", user_agent="Element")
+    whois = await h.client.get(f"/_synapse/admin/v1/whois/@erin:{SERVER}",
+                               headers={"Authorization": "Bearer tok-e1"})
+    assert whois.status == 200
+    await h.ctx.activity.flush()
+    resp = await h.client.post(f"/_dendrite/admin/resetPassword/@erin:{SERVER}",
+                               headers={"Authorization": "Bearer tok-admin"},
+                               json={"password": "a new long password"})
+    assert resp.status == 200
+    ((hashed,),) = dendrite.select("password_hash", "erin", SERVER)
+    assert bcrypt.checkpw(b"a new long password", hashed.encode())
+    assert dendrite.select("devices_by_localpart", "erin", SERVER, "") == []
+    assert dendrite.query("SELECT COUNT(*) FROM dendrite_admin_device_connections"
+                          " WHERE localpart = 'erin'") == [(0,)]
