@@ -23,9 +23,11 @@ Facts on Dendrite's endpoints and their quirks: research/admin-apis.md §A.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -35,23 +37,31 @@ import aiohttp
 from .errors import InternalError, InvalidParam, MatrixError, NotFound, ServiceUnavailable
 from .identifiers import UserID
 
-__all__ = ["DendriteClient", "RemoteMatrixError", "notice_txn_id"]
+__all__ = ["DendriteClient", "RemoteMatrixError", "notice_txn_id", "remote_error"]
 
 log = logging.getLogger(__name__)
 
+_ERRCODE = re.compile(r"M_[A-Z_]{1,60}")
 # Seconds a client is told to wait before retrying when Dendrite is unavailable.
 RETRY_AFTER_S = 5
 
 
 class RemoteMatrixError(MatrixError):
-    """A Matrix error Dendrite answered with, passed on with its status and errcode."""
+    """A Matrix error Dendrite answered with, passed on with its status and errcode
+    (one subclass per errcode, so that the audit trail and logs see the errcode as for
+    any other error: :func:`remote_error`)."""
 
-    def __init__(self, status: int, errcode: str, message: str) -> None:
-        super().__init__(message, status=status)
-        self.remote_errcode = errcode
 
-    def body(self) -> dict[str, Any]:
-        return {**super().body(), "errcode": self.remote_errcode}
+@functools.lru_cache(maxsize=64)
+def _remote_class(errcode: str) -> type[MatrixError]:
+    return type("RemoteMatrixError", (RemoteMatrixError,), {"errcode": errcode})
+
+
+def remote_error(status: int, errcode: str, message: str) -> MatrixError:
+    """Dendrite's error as this API's: its errcode when it is a well-formed one."""
+    if not _ERRCODE.fullmatch(errcode):
+        errcode = "M_UNKNOWN"
+    return _remote_class(errcode)(message, status=status)
 
 
 class DendriteClient:
@@ -178,8 +188,8 @@ def _map_error(what: str, status: int, data: Mapping[str, Any],
             return NotFound(text)
         log.warning("homeserver call %s answered %d: %s", what, status, text)
         return ServiceUnavailable("The homeserver failed, try again shortly", RETRY_AFTER_S)
-    if isinstance(errcode, str) and errcode.startswith("M_"):
-        return RemoteMatrixError(status, errcode, text)
+    if isinstance(errcode, str):
+        return remote_error(status, errcode, text)
     if status == 404:
         return NotFound(text)
     return InvalidParam(text, status=status)

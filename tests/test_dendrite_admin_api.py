@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from dendrite_admin_ext.dendrite_client import DendriteClient
+from dendrite_admin_ext.dendrite_client import DendriteClient, RemoteMatrixError, remote_error
 from dendrite_admin_ext.errors import InternalError, InvalidParam, NotFound, ServiceUnavailable
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.validation import Schemas
@@ -95,6 +95,11 @@ async def test_evacuations_are_dendrites(aiohttp_client: Any, schemas: Schemas,
     # unknown room: Dendrite's 404 M_NOT_FOUND passed on
     resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/!nope:{SERVER}", headers=AUTH)
     assert resp.status == 404 and (await resp.json())["errcode"] == "M_NOT_FOUND"
+    # the audit trail records Dendrite's outcomes as this API's
+    log = await (await h.client.get("/_dendrite/admin/auditLog", headers=AUTH)).json()
+    outcomes = [(e["action"], e["outcome"]) for e in log["entries"]]
+    assert outcomes[:3] == [("evacuateRoom", "M_NOT_FOUND"), ("evacuateRoom", "ok"),
+                            ("evacuateRoom", "ok")]
     # Dendrite fails (500 {"message"}): 503 with Retry-After, a Matrix error
     standin.broken.add(ROOM)
     resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/{ROOM}", headers=AUTH)
@@ -174,6 +179,11 @@ async def test_client_maps_dendrites_answers(dendrite_url: str,
         assert bad.value.http_status == 400
         assert bad.value.body()["errcode"] == "M_INVALID_PARAM"
         assert "token" not in repr(client) and ADMIN_TOKEN not in repr(client)
+        # Dendrite's own errcode is this API's, also for the audit trail
+        with pytest.raises(RemoteMatrixError) as missing:
+            await client.evacuate_room(f"!nope:{SERVER}")
+        assert missing.value.errcode == "M_NOT_FOUND" and missing.value.http_status == 404
+        assert remote_error(400, "not an errcode", "x").errcode == "M_UNKNOWN"
     finally:
         await client.close()
 
