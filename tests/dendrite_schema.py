@@ -32,11 +32,21 @@ from typing import Any
 
 import psycopg2
 
-__all__ = ["DENDRITE_SELECT", "SERVER", "DendriteDb", "build_dendrite"]
+__all__ = ["DENDRITE_SELECT", "REGISTRATION_TOKENS", "SERVER", "DendriteDb",
+           "build_dendrite"]
 
 SERVER = "test.example"
 
 # -- PostgreSQL ---------------------------------------------------------------------------
+# registration_tokens_table.go (since 0.13), the same text on both engines; pending and
+# completed are written as 0 and scanned into plain integers.
+REGISTRATION_TOKENS = """CREATE TABLE IF NOT EXISTS userapi_registration_tokens (
+    token TEXT PRIMARY KEY,
+    pending BIGINT,
+    completed BIGINT,
+    uses_allowed BIGINT,
+    expiry_time BIGINT)"""
+
 _PG_MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS db_migrations (
     version TEXT PRIMARY KEY NOT NULL, time TEXT NOT NULL, dendrite_version TEXT NOT NULL)"""
 
@@ -81,6 +91,7 @@ PG_FRESH = (
         content TEXT NOT NULL)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS userapi_account_datas_idx"
     " ON userapi_account_datas(localpart, server_name, room_id, type)",
+    REGISTRATION_TOKENS,
     "INSERT INTO db_migrations VALUES ('userapi: add last_seen_ts', '2025-08-15', '0.15.2')",
 )
 
@@ -145,6 +156,7 @@ PG_UPGRADE = (
     "CREATE UNIQUE INDEX IF NOT EXISTS userapi_account_datas_idx"
     " ON userapi_account_datas(localpart, server_name, room_id, type)",
     "INSERT INTO db_migrations VALUES ('userapi: server names', '2023-01-01', '0.11.0')",
+    REGISTRATION_TOKENS,  # a later start (0.13)
 )
 
 # -- SQLite -----------------------------------------------------------------------------------
@@ -191,6 +203,7 @@ SQLITE_SCHEMAS = (
         content TEXT NOT NULL)""",
     "CREATE UNIQUE INDEX IF NOT EXISTS userapi_account_datas_idx"
     " ON userapi_account_datas(localpart, server_name, room_id, type)",
+    REGISTRATION_TOKENS,
 )
 
 # The deltas a first start applies (each recorded in db_migrations).
