@@ -100,6 +100,11 @@ def setup_admin(
     context (useful to hosts and tests).
     """
     check_storage(storage, enabled_features(config))
+    shared_with = config.database.shared_with
+    if shared_with is not None and getattr(storage, "shared_with", shared_with) != shared_with:
+        # A storage that owns its schema would create and alter Dendrite's tables.
+        raise ValueError(f"database.shared_with is {shared_with} but the storage given to "
+                         f"setup_admin was not made with shared_with={shared_with!r}")
     # Checked above for what the enabled features use; handlers of features switched
     # off are never mounted, so nothing calls the methods a host left out.
     full = cast(AdminStorage, storage)

@@ -144,6 +144,16 @@ async def test_dendrite_restart_after_the_package(dendrite: DendriteDb) -> None:
         dendrite.run(PG_FRESH[1:-1])
 
 
+def test_setup_refuses_a_storage_that_owns_its_schema(schemas: Schemas,
+                                                      tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from dendrite_admin_ext import setup_admin
+    db = DendriteDb("sqlite", "fresh", path=tmp_path / "d.db")
+    with pytest.raises(ValueError, match="shared_with"):
+        setup_admin(web.Application(), _config(schemas, db), SqliteStorage(tmp_path / "d.db"))
+
+
 def test_config_shared_with(schemas: Schemas, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("syt_admin_token\n")
