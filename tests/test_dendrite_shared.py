@@ -334,3 +334,26 @@ async def test_reset_password_of_a_dendrite_account(h: Harness, dendrite: Dendri
     assert dendrite.select("devices_by_localpart", "erin", SERVER, "") == []
     assert dendrite.query("SELECT COUNT(*) FROM dendrite_admin_device_connections"
                           " WHERE localpart = 'erin'") == [(0,)]
+
+
+@pytest.mark.parametrize("dialect_name", ["sqlite", "postgres"])
+def test_no_migration_touches_dendrites_tables_beside_dendrite(dialect_name: str) -> None:
+    """Every feature's migration, as run beside Dendrite: no DDL on a userapi_* table
+    (create, alter, drop, index on, foreign key into), no sequence of Dendrite's, no
+    PRAGMA.  Such statements belong in Migration.owned (see storage/sql/schema.py)."""
+    import re
+
+    from dendrite_admin_ext.storage.sql.schema import MIGRATIONS, POSTGRES, SQLITE
+
+    dialect = SQLITE if dialect_name == "sqlite" else POSTGRES
+    forbidden = re.compile(
+        r"(CREATE|ALTER|DROP)\s+(UNIQUE\s+)?(TABLE|INDEX|SEQUENCE|VIEW|TRIGGER)"
+        r"(\s+IF\s+(NOT\s+)?EXISTS)?\s+\"?userapi_"
+        r"|\bON\s+\"?userapi_\w+\s*\(|\bREFERENCES\s+\"?userapi_|\bPRAGMA\b",
+        re.IGNORECASE)
+    for migration in MIGRATIONS:
+        for statement in migration.for_dialect(dialect, shared=True):
+            assert not forbidden.search(statement), (migration.version, statement[:120])
+    # and the same check finds what the package does when it owns the schema
+    owned = [s for m in MIGRATIONS for s in m.for_dialect(dialect)]
+    assert any(forbidden.search(s) for s in owned)
