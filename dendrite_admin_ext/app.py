@@ -26,6 +26,7 @@ from .activity import ActivityTracker
 from .audit import AuditRecorder
 from .config import Config
 from .context import CONTEXT_KEY, AdminContext
+from .dendrite_client import DendriteClient
 from .events import now_ms
 from .features import check_storage, enabled_features
 from .limits import Deadlines, RateLimiter
@@ -120,12 +121,16 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
             await ctx.storage.open()
         ctx.hasher.start()
         ctx.activity.start()
+        if ctx.homeserver is not None:
+            await ctx.homeserver.start()
         try:
             yield
         finally:
             await wait_for_running(ctx, DETACHED_WORK_GRACE_S)
             await deadlines.close()
             await ctx.activity.stop()
+            if ctx.homeserver is not None:
+                await ctx.homeserver.close()
             ctx.hasher.close()
             if manage_storage:
                 await ctx.storage.close()
@@ -153,6 +158,11 @@ def setup_admin(
     context (useful to hosts and tests).
     """
     check_storage(storage, enabled_features(config))
+    shared_with = config.database.shared_with
+    if shared_with is not None and getattr(storage, "shared_with", shared_with) != shared_with:
+        # A storage that owns its schema would create and alter Dendrite's tables.
+        raise ValueError(f"database.shared_with is {shared_with} but the storage given to "
+                         f"setup_admin was not made with shared_with={shared_with!r}")
     # Checked above for what the enabled features use; handlers of features switched
     # off are never mounted, so nothing calls the methods a host left out.
     full = cast(AdminStorage, storage)
@@ -166,6 +176,9 @@ def setup_admin(
         activity=ActivityTracker(full, config.http.activity_flush_interval),
         clock=clock,
     )
+    hs = config.homeserver
+    if config.database.shared_with is not None and hs.url and hs.access_token:
+        ctx.homeserver = DendriteClient(hs.url, hs.access_token, timeout=hs.timeout)
     routes = enabled_routes(config)
     openapi = build_openapi(config, routes, ctx.schemas)
     rate = config.registration.rate_limit

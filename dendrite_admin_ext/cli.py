@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .errors import StartupRefusedError
 from .services.registration import compute_mac
 
 __all__ = ["main"]
@@ -244,6 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except StartupRefusedError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

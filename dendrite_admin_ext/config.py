@@ -8,7 +8,7 @@ Relative paths are resolved against the config file's folder.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = [
     "DatabaseConfig",
     "EndpointsConfig",
     "HttpConfig",
+    "HomeserverConfig",
     "ListenConfig",
     "LoggingConfig",
     "PasswordConfig",
@@ -77,6 +78,9 @@ class DatabaseConfig:
     pool_size: int = 10
     connect_timeout: float = 5.0
     statement_timeout: float = 30.0
+    # "dendrite": the database is Dendrite's own; the package does no DDL on Dendrite's
+    # tables and creates only its own (SPEC 8).  None: the package owns the schema.
+    shared_with: str | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,16 @@ class ClientLoginConfig:
 
 
 @dataclass(frozen=True)
+class HomeserverConfig:
+    """The homeserver beside which the package runs (``database.shared_with``): room
+    changes go through its admin API (SPEC 8)."""
+
+    url: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class Config:
     server_name: str
     listen: ListenConfig = ListenConfig()
@@ -180,6 +194,7 @@ class Config:
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
     client_login: ClientLoginConfig = ClientLoginConfig()
+    homeserver: HomeserverConfig = HomeserverConfig()
 
 
 def _read_secret_file(path: Path, key: tuple[str, ...]) -> str:
@@ -278,7 +293,12 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         pool_size=db.get("pool_size", 10),
         connect_timeout=float(db.get("connect_timeout", 5.0)),
         statement_timeout=float(db.get("statement_timeout", 30.0)),
+        shared_with=db.get("shared_with"),
     )
+    if database.shared_with is not None and database.backend == "memory":
+        raise ConfigError("shared_with needs the database Dendrite uses: backend sqlite or "
+                          "postgres", ("database", "shared_with"))
+    homeserver = _homeserver(raw.get("homeserver", {}), database, rel)
 
     reg: Mapping[str, Any] = raw.get("registration", {})
     rl: Mapping[str, Any] = reg.get("rate_limit", {})
@@ -311,6 +331,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         audit=AuditConfig(**raw.get("audit", {})),
         logging=LoggingConfig(**raw.get("logging", {})),
         client_login=client_login,
+        homeserver=homeserver,
     )
 
 
@@ -339,6 +360,24 @@ def _client_login(raw: Mapping[str, Any]) -> ClientLoginConfig:
         failed_per_address=limit("failed_per_address", defaults.failed_per_address),
         failed_per_account=limit("failed_per_account", defaults.failed_per_account),
     )
+
+
+def _homeserver(hs: Mapping[str, Any], database: DatabaseConfig,
+                rel: Callable[[str], Path]) -> HomeserverConfig:
+    url, token_path = hs.get("url"), hs.get("access_token_path")
+    if url is None and token_path is None:
+        return HomeserverConfig(timeout=float(hs.get("timeout", 30.0)))
+    if database.shared_with is None:
+        raise ConfigError("the homeserver is only called beside it: set "
+                          "database.shared_with too", ("homeserver",))
+    if url is None:
+        raise ConfigError("this key is required with access_token_path", ("homeserver", "url"))
+    if token_path is None:
+        raise ConfigError("this key is required with url: a file holding an admin access "
+                          "token of the homeserver", ("homeserver", "access_token_path"))
+    token = _read_secret_file(rel(token_path), ("homeserver", "access_token_path"))
+    return HomeserverConfig(url=url.rstrip("/"), access_token=token,
+                            timeout=float(hs.get("timeout", 30.0)))
 
 
 def load_config(path: str | Path, schemas: Schemas | None = None) -> Config:

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from .activity import ActivityTracker
 from .config import Config
+from .dendrite_client import DendriteClient
 from .events import now_ms
 from .passwords import PasswordHasher
 from .storage.protocols import AdminStorage
@@ -86,6 +87,9 @@ class AdminContext:
     body_validators: dict[AbstractRoute, Draft202012Validator] = field(default_factory=dict)
     # Client login's failed-attempt limits (services/client_login.py), made on first use.
     login_guard: LoginGuard | None = None
+    # Beside Dendrite with homeserver.url: Dendrite's admin API, through which room
+    # changes are made (SPEC 8).  None otherwise: rooms are the storage's.
+    homeserver: DendriteClient | None = None
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request's JSON body: size-checked, parsed, and valid against its route's

@@ -220,6 +220,11 @@ class UserInUseError(Exception):
     """Raised by storage when an account with that localpart already exists."""
 
 
+class StartupRefusedError(Exception):
+    """The package must not start as configured (e.g. beside Dendrite, on a database
+    Dendrite has not created yet).  The message is one line for the operator."""
+
+
 def json_error(
     status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> web.Response:

@@ -27,7 +27,8 @@ from .storage.protocols import (
     missing_methods,
 )
 
-__all__ = ["ALWAYS", "FEATURES", "Feature", "MissingStorageError", "check_storage"]
+__all__ = ["ALWAYS", "FEATURES", "Feature", "MissingStorageError", "check_storage",
+           "rooms_changeable"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ class MissingStorageError(TypeError):
     """The host's storage lacks methods an enabled feature needs."""
 
 
+def rooms_changeable(config: Config) -> bool:
+    """Whether this deployment can change rooms.  Beside Dendrite
+    (``database.shared_with``) rooms are Dendrite's and change only through its admin
+    API (``homeserver.url``); without it, room-changing routes (evacuations, notices,
+    room deletion, broadcasts) are not mounted and the proxy sends them to Dendrite
+    (SPEC 8)."""
+    return config.database.shared_with is None or config.homeserver.url is not None
+
+
 # What every deployment needs: start-up and health, authentication, the audit trail of
 # every state-changing action.
 ALWAYS: tuple[type, ...] = (StorageLifecycle, TokenStore, AuditStore)
@@ -53,9 +63,10 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             lambda c: c.endpoints.reset_password, (AccountStore,)),
     Feature("register", "registration_shared_secret", lambda c: c.registration.enabled,
             (AccountStore, NonceStore)),
-    Feature("evacuate", "endpoints.evacuate", lambda c: c.endpoints.evacuate,
-            (AccountStore, RoomStore)),
-    Feature("server_notices", "server_notices.enabled", lambda c: c.server_notices.enabled,
+    Feature("evacuate", "endpoints.evacuate",
+            lambda c: c.endpoints.evacuate and rooms_changeable(c), (AccountStore, RoomStore)),
+    Feature("server_notices", "server_notices.enabled",
+            lambda c: c.server_notices.enabled and rooms_changeable(c),
             (AccountStore, RoomStore, ServerNoticeStore)),
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
@@ -65,7 +76,7 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     # homeserver does not do (SPEC 10).
     Feature("moderation", "endpoints.moderation",
             lambda c: c.endpoints.moderation
-            and not getattr(c.database, "shared_with", None),
+            and c.database.shared_with is None,
             (AccountStore, ModerationStore)),
     Feature("client_login", "client_login.enabled", lambda c: c.client_login.enabled,
             (AccountStore, ClientLoginStore)),

@@ -119,6 +119,11 @@ def unknown_user(user: object) -> str:
     return f"Unknown user {user}"
 
 
+# Beside Dendrite: its admin API could not do what was asked (SPEC 8).
+HOMESERVER_UNREACHABLE = "The homeserver is unavailable, try again shortly"
+HOMESERVER_UNEXPECTED = "The homeserver gave an unexpected answer"
+HOMESERVER_FAILED = "The homeserver failed, try again shortly"
+
 USER_LOCKED = "This account has been locked."
 USER_DEACTIVATED = "This account has been deactivated"
 # Client login (SPEC 13): one answer for an unknown user and a wrong password alike.

@@ -48,6 +48,9 @@ def make_config(schemas: Schemas, **overrides: Any) -> Config:
             raw[key] = {**raw[key], **value}
         else:
             raw[key] = value
+    if raw["database"].get("shared_with") and "client_login" not in overrides:
+        # Beside a homeserver, login is the homeserver's (SPEC 13: refused together).
+        raw["client_login"] = {"enabled": False}
     return parse_config(raw, schemas=schemas)
 
 

@@ -89,11 +89,12 @@ def _substitute(text: str, old: str, new: str) -> str:
 
 
 @contextmanager
-def nginx(folder: Path, admin_port: int, homeserver_port: int) -> Iterator[int]:
+def nginx(folder: Path, admin_port: int, homeserver_port: int,
+          site_file: str = "matrix.conf") -> Iterator[int]:
     binary = nginx_binary()
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    site = (CONF_DIR / "matrix.conf").read_text()
+    site = (CONF_DIR / site_file).read_text()
     site = _substitute(site, "server 127.0.0.1:8009;", f"server 127.0.0.1:{admin_port};")
     site = _substitute(site, "server 127.0.0.1:8008;", f"server 127.0.0.1:{homeserver_port};")
     site = _substitute(site, "listen 80;", f"listen 127.0.0.1:{port};")

@@ -392,8 +392,9 @@ async def test_profiles(st: AdminStorage) -> None:
     await st.set_profile(ALICE, Profile(None, None))
     assert await st.get_profile(ALICE) == Profile(None, None)
     # the server-notices user may get a profile before (or without) an account row
+    # '' is "no value": Dendrite's columns hold '' for it and never NULL (SPEC 8)
     await st.set_profile(UserID("_server", SN), Profile("Server Alerts", ""))
-    assert await st.get_profile(UserID("_server", SN)) == Profile("Server Alerts", "")
+    assert await st.get_profile(UserID("_server", SN)) == Profile("Server Alerts", None)
 
 
 # -- nonces --------------------------------------------------------------------------------

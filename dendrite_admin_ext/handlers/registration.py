@@ -18,5 +18,6 @@ async def get_nonce(request: web.Request) -> web.Response:
 async def post_register(request: web.Request) -> web.Response:
     ctx = get_context(request)
     body = await ctx.read_body(request)
-    result = await register_user(ctx, body)
+    result = await register_user(ctx, body, client_ip=request.remote,
+                                 user_agent=request.headers.get("User-Agent"))
     return json_response(result.to_json())

@@ -28,6 +28,7 @@ from ..errors import (
 )
 from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart
 from ..passwords import check_password_policy
+from ..storage.sql.dendrite import SHARED_SECRET_DEVICE_ID
 from ..storage.types import AccountType, NewAccount, NewDevice
 
 __all__ = [
@@ -102,9 +103,17 @@ class RegistrationResult:
         return out
 
 
-async def register_user(ctx: AdminContext, body: dict[str, Any]) -> RegistrationResult:
+async def register_user(ctx: AdminContext, body: dict[str, Any], *,
+                        client_ip: str | None = None,
+                        user_agent: str | None = None) -> RegistrationResult:
     """Run the checks of SPEC 4.4 in order and create the account.  ``body`` has
-    already passed ``register.schema.json``."""
+    already passed ``register.schema.json``.
+
+    Beside Dendrite (``database.shared_with``) the new device is the one Dendrite's
+    own shared-secret registration creates (SPEC 8): device ID
+    ``shared_secret_registration`` unless the client names one, the localpart as its
+    display name, and the client's address (``client_ip``, '' when not recorded) and
+    ``user_agent`` as its first sighting."""
     secret = ctx.config.registration.shared_secret
     if secret is None:  # the route is not mounted without a secret; defensive only
         raise Unrecognized(messages.REGISTRATION_DISABLED)
@@ -135,7 +144,16 @@ async def register_user(ctx: AdminContext, body: dict[str, Any]) -> Registration
         display_name = localpart
     inhibit_login: bool = body.get("inhibit_login", False)
     device: NewDevice | None = None
-    if not inhibit_login:
+    if not inhibit_login and ctx.config.database.shared_with is not None:
+        record_ip = ctx.config.http.record_client_ip
+        device = NewDevice(
+            device_id=body.get("device_id") or SHARED_SECRET_DEVICE_ID,
+            access_token=generate_access_token(),
+            display_name=body.get("initial_device_display_name") or localpart,
+            ip=(client_ip or "") if record_ip else "",
+            user_agent=user_agent or "",
+        )
+    elif not inhibit_login:
         device = NewDevice(
             device_id=body.get("device_id") or generate_device_id(),
             access_token=generate_access_token(),

@@ -16,7 +16,8 @@ def storage_from_config(db: DatabaseConfig) -> AdminStorage:
     if db.backend == "sqlite":
         from .sqlite import SqliteStorage
 
-        return SqliteStorage(db.path, busy_timeout=db.connect_timeout)
+        return SqliteStorage(db.path, busy_timeout=db.connect_timeout,
+                             shared_with=db.shared_with)
     if db.backend == "postgres":
         # Imported here so that hosts on SQLite do not need aiopg importable.
         from .postgres import PostgresStorage
@@ -25,5 +26,6 @@ def storage_from_config(db: DatabaseConfig) -> AdminStorage:
             raise ValueError("the postgres backend needs a dsn")
         return PostgresStorage(db.dsn, pool_size=db.pool_size,
                                connect_timeout=db.connect_timeout,
-                               statement_timeout=db.statement_timeout)
+                               statement_timeout=db.statement_timeout,
+                               shared_with=db.shared_with)
     raise ValueError(f"unknown database backend {db.backend!r}")

@@ -49,8 +49,9 @@ class PostgresStorage(SqlStorage):
     dialect = POSTGRES
 
     def __init__(self, dsn: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
-                 statement_timeout: float = 30.0) -> None:
+                 statement_timeout: float = 30.0, shared_with: str | None = None) -> None:
         super().__init__()
+        self.shared_with = shared_with
         self.dsn = dsn
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout

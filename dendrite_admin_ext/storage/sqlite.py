@@ -6,7 +6,8 @@ calls queued so far as one batch and hands their results back to the loop in one
 wake-up: under load a thread hop per call (wake the thread, then wake the loop) costs
 far more than the indexed queries themselves.  The database is in
 WAL mode (readers do not block the writer, and other processes — several workers, the
-CLI — may open the same file); writes take the lock up front with ``BEGIN IMMEDIATE``
+CLI — may open the same file), except beside Dendrite, whose file keeps its own
+journal mode; writes take the lock up front with ``BEGIN IMMEDIATE``
 and wait up to ``busy_timeout`` for another process's writer.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import StorageUnavailableError
+from ..errors import StartupRefusedError, StorageUnavailableError
 from .sql import Op, SqlStorage, drive_sync
 from .sql.schema import SQLITE
 
@@ -113,8 +114,10 @@ def _deliver(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
 class SqliteStorage(SqlStorage):
     dialect = SQLITE
 
-    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0,
+                 shared_with: str | None = None) -> None:
         super().__init__()
+        self.shared_with = shared_with
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._worker: _Worker | None = None
@@ -130,6 +133,11 @@ class SqliteStorage(SqlStorage):
             raise
 
     def _open_sync(self) -> None:
+        if self.shared and not self.path.exists():
+            # Beside Dendrite the file is Dendrite's to create.
+            raise StartupRefusedError(
+                f"database.shared_with is {self.shared_with} but {self.path} does not "
+                f"exist: start Dendrite once first, so that it creates its database")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -138,11 +146,15 @@ class SqliteStorage(SqlStorage):
         except (sqlite3.Error, OSError) as exc:
             raise StorageUnavailableError(f"cannot open {self.path}: {exc}") from exc
         try:
-            self._enable_wal(conn)
-            # NORMAL in WAL mode: a committed transaction survives a crash of the
-            # process (SIGKILL); only a power loss may lose the last ones.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            if not self.shared:
+                # Beside Dendrite the file is Dendrite's: its journal mode (a setting
+                # that persists in the file) stays Dendrite's, and no table of ours has
+                # a foreign key to enforce (SPEC 8).
+                self._enable_wal(conn)
+                # NORMAL in WAL mode: a committed transaction survives a crash of the
+                # process (SIGKILL); only a power loss may lose the last ones.
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         except sqlite3.Error as exc:
             conn.close()

@@ -87,6 +87,10 @@ class NewDevice:
     device_id: str
     access_token: str
     display_name: str | None = None
+    # Where the device was created from, when the homeserver records it at creation
+    # (Dendrite does; None leaves the columns NULL until the device is first seen).
+    ip: str | None = None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

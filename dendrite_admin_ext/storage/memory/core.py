@@ -104,7 +104,7 @@ class MemoryCore(MemoryBase):
             account.password_hash,
         )
         self.accounts[key] = row
-        self.profiles[key] = Profile(account.display_name, account.avatar_url)
+        self.profiles[key] = Profile(account.display_name or None, account.avatar_url or None)
         if device is not None:
             self._add_device(row, device, account.created_ts)
 
@@ -151,7 +151,8 @@ class MemoryCore(MemoryBase):
         return self.profiles.get(user)
 
     async def set_profile(self, user: UserID, profile: Profile) -> None:
-        self.profiles[user] = profile
+        # '' is "no value", as the SQL backends (Dendrite's '' columns) read it back.
+        self.profiles[user] = Profile(profile.display_name or None, profile.avatar_url or None)
 
     # test helpers (not part of the protocol) ------------------------------------------
     def add_device(self, user: UserID, device: NewDevice) -> None:

@@ -32,7 +32,10 @@ class AccountStore(Protocol):
         """Every device of the user with its connections, newest first."""
 
     async def get_profile(self, user: UserID) -> Profile | None:
-        """The user's global profile, or None when the account has none."""
+        """The user's global profile, or None when the account has none.  A field
+        without a value is None (Dendrite stores it as ``''``, never NULL: SPEC 8; the
+        shipped backends read ``''`` back as None)."""
 
     async def set_profile(self, user: UserID, profile: Profile) -> None:
-        """Replace the user's global profile (display name and avatar URL)."""
+        """Replace the user's global profile (display name and avatar URL); None and
+        ``''`` both mean "no value"."""

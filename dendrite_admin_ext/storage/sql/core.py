@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
-from ...errors import StorageUnavailableError, UserInUseError
+from ...errors import StartupRefusedError, StorageUnavailableError, UserInUseError
 from ...events import ROOM_VERSION, build_event, member_profile, new_room_id, now_ms
 from ...identifiers import UserID
 from ..batching import ReadBatcher, padded
@@ -29,8 +29,9 @@ from ..types import (
     UserRoom,
 )
 from .base import SqlBase
+from .dendrite import PUSH_RULES_TYPE, default_push_rules
 from .ops import Op, Stmt, dumps, exec_, insert_rows, one, select, with_keys
-from .schema import MIGRATIONS, SCHEMA_VERSION_TABLE
+from .schema import DENDRITE_TABLES, MIGRATIONS, OWNED_MARKER_INDEX, SCHEMA_VERSION_TABLE
 
 __all__ = ["SqlCore"]
 
@@ -44,21 +45,36 @@ T = TypeVar("T")
 def _device_infos(rows: Sequence[tuple[Any, ...]]) -> list[DeviceInfo]:
     """One user's devices from rows of (device_id, display_name, last_seen_ts, ip,
     user_agent, connection ip, connection user_agent, connection last_seen_ts), in
-    order, one row per connection."""
-    devices: dict[str, tuple[str | None, list[Connection], tuple[Any, ...]]] = {}
+    order, one row per connection.
+
+    The device's own last-seen columns are the homeserver's latest sighting (Dendrite
+    updates them on every request it serves): shown together with ours, one connection
+    per (ip, user agent) at its newest time, newest first (SPEC 8)."""
+    devices: dict[str, tuple[str | None, dict[tuple[str, str], int], tuple[Any, ...]]] = {}
     for row in rows:
-        entry = devices.setdefault(row[0], (row[1], [], row))
+        entry = devices.setdefault(row[0], (row[1], {}, row))
         if row[7] is not None:
-            entry[1].append(Connection(row[5], row[6], int(row[7])))
+            entry[1][(row[5], row[6])] = int(row[7])
     out = []
-    for device_id, (display_name, conns, row) in devices.items():
-        if not conns and row[3] is not None:
-            # Seen by the homeserver sharing the database, not by us: its last-seen
-            # columns are the only sighting there is.
-            conns = [Connection(row[3], row[4] or "", int(row[2]))]
+    for device_id, (display_name, seen, row) in devices.items():
+        if row[3] is not None:
+            # NULL last_seen_ts (Dendrite's SQLite layout allows it) reads as 0, as
+            # Dendrite's own whois does.
+            key, ts = (row[3], row[4] or ""), int(row[2] or 0)
+            if seen.get(key, -1) < ts:
+                seen[key] = ts
+        conns = sorted((Connection(ip, ua, ts) for (ip, ua), ts in seen.items()),
+                       key=lambda c: (-c.last_seen_ts, c.ip, c.user_agent))
         out.append(DeviceInfo(device_id, display_name, tuple(conns)))
     return out
 
+
+_INSERT_DEVICE = (
+    "INSERT INTO userapi_devices (access_token, session_id, device_id, localpart,"
+    " server_name, created_ts, display_name, last_seen_ts, ip, user_agent)"
+    " VALUES (%s, {session_id}, %s, %s, %s, %s, %s, %s, %s, %s)")
+
+_DELETE_DEVICES = "DELETE FROM {table} WHERE localpart = %s AND server_name = %s"
 
 # A notice transaction's record, by its key.
 _TXN_EVENT = ("SELECT event_id FROM dendrite_admin_notice_txns"
@@ -81,6 +97,14 @@ class SqlCore(SqlBase):
 
     # Batches of one kind of read in flight at once (see batching.py).
     read_batches = 1
+    # "dendrite": the database is Dendrite's (database.shared_with, SPEC 8): no DDL on
+    # its tables, rows written as Dendrite writes them, its device columns never
+    # written.  None: the package owns the schema.
+    shared_with: str | None = None
+
+    @property
+    def shared(self) -> bool:
+        return self.shared_with is not None
 
     def __init__(self) -> None:
         self._open_count = 0
@@ -125,6 +149,26 @@ class SqlCore(SqlBase):
         d = self.dialect
         if d.migration_lock:
             yield Stmt(d.migration_lock, reuse=False)
+        if self.shared:
+            # Before anything is created: a package first would leave tables that
+            # Dendrite's own first start then trips over (SPEC 8).
+            res = yield Stmt("SELECT name FROM {index_catalog} i WHERE name = %s",
+                             (OWNED_MARKER_INDEX,), reuse=False)
+            if res.rows:
+                raise StartupRefusedError(
+                    "this database was set up by dendrite_admin_ext without "
+                    "database.shared_with (it created or altered Dendrite's tables), so "
+                    "it is not a database Dendrite created: give the package Dendrite's "
+                    "own database, which Dendrite has started on first")
+            res = yield Stmt(with_keys("SELECT name FROM {table_catalog} t"
+                                       " WHERE name IN ({keys})", len(DENDRITE_TABLES)),
+                             DENDRITE_TABLES, reuse=False)
+            missing = sorted(set(DENDRITE_TABLES) - {str(r[0]) for r in res.rows})
+            if missing:
+                raise StartupRefusedError(
+                    f"database.shared_with is {self.shared_with} but Dendrite's tables "
+                    f"are missing ({', '.join(missing)}): start Dendrite once first, so "
+                    f"that it creates its schema, then start dendrite_admin_ext")
         yield Stmt(SCHEMA_VERSION_TABLE, reuse=False)
         res = yield Stmt("SELECT COALESCE(MAX(version), 0) FROM dendrite_admin_schema_version",
                          reuse=False)
@@ -132,7 +176,7 @@ class SqlCore(SqlBase):
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
-            for statement in migration.for_dialect(d):
+            for statement in migration.for_dialect(d, shared=self.shared):
                 yield Stmt(statement, reuse=False)
             yield Stmt("INSERT INTO dendrite_admin_schema_version "
                        "(version, description, applied_ts) VALUES (%s, %s, %s)",
@@ -188,6 +232,10 @@ class SqlCore(SqlBase):
             " WHERE true ON CONFLICT (localpart, server_name, device_id, ip, user_agent)"
             " DO UPDATE SET last_seen_ts = {greatest}("
             "dendrite_admin_device_connections.last_seen_ts, excluded.last_seen_ts)")
+        if self.shared:
+            # Dendrite's device columns are Dendrite's last sighting: never written
+            # beside it (whois shows both).
+            return
         yield from insert_rows(
             "UPDATE userapi_devices SET last_seen_ts = v.column4, ip = v.column5,"
             " user_agent = v.column6 FROM (", 6,
@@ -224,11 +272,16 @@ class SqlCore(SqlBase):
 
     def _create_account(self, account: NewAccount, device: NewDevice | None) -> Op[None]:
         lp, sn = account.user.localpart, account.user.server_name
+        password_hash = account.password_hash
+        if password_hash is None and self.shared:
+            # Dendrite writes '' for an account without a password; its login scans
+            # the column into a plain string.
+            password_hash = ""
         res = yield Stmt(
             "INSERT INTO userapi_accounts (localpart, server_name, created_ts, password_hash,"
             " is_deactivated, account_type) VALUES (%s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
-            (lp, sn, account.created_ts, account.password_hash, False,
+            (lp, sn, account.created_ts, password_hash, False,
              int(account.account_type)))
         if res.rowcount == 0:
             # The unique index decided: someone else has (or just took) this name.
@@ -242,6 +295,12 @@ class SqlCore(SqlBase):
         else:
             yield Stmt("DELETE FROM dendrite_admin_user_types"
                        " WHERE localpart = %s AND server_name = %s", (lp, sn))
+        if self.shared:
+            # Dendrite creates every account with its default push rules.
+            yield Stmt("INSERT INTO userapi_account_datas (localpart, server_name, room_id,"
+                       " type, content) VALUES (%s, %s, %s, %s, %s)"
+                       " ON CONFLICT (localpart, server_name, room_id, type) DO NOTHING",
+                       (lp, sn, "", PUSH_RULES_TYPE, dumps(default_push_rules(lp, sn))))
         if device is not None:
             yield from self._add_device(lp, sn, device, account.created_ts)
 
@@ -252,13 +311,15 @@ class SqlCore(SqlBase):
         yield Stmt("DELETE FROM userapi_devices"
                    " WHERE localpart = %s AND server_name = %s AND device_id = %s",
                    (localpart, server_name, device.device_id))
+        if self.shared:  # no foreign key cascades beside Dendrite
+            yield Stmt("DELETE FROM dendrite_admin_device_connections"
+                       " WHERE localpart = %s AND server_name = %s AND device_id = %s",
+                       (localpart, server_name, device.device_id))
         yield Stmt(
-            "INSERT INTO userapi_devices (access_token, session_id, device_id, localpart,"
-            " server_name, created_ts, display_name, last_seen_ts, ip, user_agent)"
-            " VALUES (%s, {next_session_id}, %s, %s, %s, %s, %s, %s,"
-            " NULL, NULL)",
+            _INSERT_DEVICE.replace("{session_id}", "{dendrite_session_id}" if self.shared
+                                   else "{next_session_id}"),
             (device.access_token, device.device_id, localpart, server_name, now,
-             device.display_name, now))
+             device.display_name, now, device.ip, device.user_agent))
 
     async def set_password(
         self, user: UserID, password_hash: str, *, logout_devices: bool,
@@ -274,12 +335,14 @@ class SqlCore(SqlBase):
                          " WHERE localpart = %s AND server_name = %s", (password_hash, *who))
         if res.rowcount == 0 or not logout_devices:
             return
-        if keep_device_id is None:
-            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s",
-                       who)
-        else:
-            yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s"
-                       " AND device_id <> %s", (*who, keep_device_id))
+        tables = ("userapi_devices", "dendrite_admin_device_connections") if self.shared else (
+            "userapi_devices",)  # beside Dendrite no foreign key cascades to our sightings
+        for table in tables:
+            if keep_device_id is None:
+                yield Stmt(_DELETE_DEVICES.replace("{table}", table), who)
+            else:
+                yield Stmt(_DELETE_DEVICES.replace("{table}", table) + " AND device_id <> %s",
+                           (*who, keep_device_id))
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
         # Callers asking for the same user at once share a read, not a list.
@@ -296,9 +359,13 @@ class SqlCore(SqlBase):
         return {user: _device_infos(grouped.get((user.localpart, user.server_name), ()))
                 for user in users}
 
-    @staticmethod
-    def _devices_of(by_server: Mapping[str, Sequence[str]]) -> Op[list[tuple[Any, ...]]]:
+    def _devices_of(self, by_server: Mapping[str, Sequence[str]]
+                    ) -> Op[list[tuple[Any, ...]]]:
         rows: list[tuple[Any, ...]] = []
+        # Beside Dendrite no foreign key removes the sightings of a device Dendrite
+        # deleted: those of an earlier device with the same ID are older than it.
+        current = (" AND c.last_seen_ts >= COALESCE(d.created_ts, 0)" if self.shared
+                   else "")
         for server_name, localparts in by_server.items():
             keys = padded(localparts)
             res = yield Stmt(with_keys(
@@ -307,16 +374,18 @@ class SqlCore(SqlBase):
                 " c.ip, c.user_agent, c.last_seen_ts"
                 " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
                 " ON c.localpart = d.localpart AND c.server_name = d.server_name"
-                " AND c.device_id = d.device_id"
+                " AND c.device_id = d.device_id{current}"
                 " WHERE d.server_name = %s AND d.localpart IN ({keys})"
                 " ORDER BY d.localpart, d.session_id, d.device_id, c.last_seen_ts DESC,"
-                " c.ip, c.user_agent", len(keys)), (server_name, *keys))
+                " c.ip, c.user_agent", len(keys)).replace("{current}", current),
+                (server_name, *keys))
             rows += res.rows
         return rows
 
     async def get_profile(self, user: UserID) -> Profile | None:
+        # '' is how Dendrite stores "none" (see _put_profile).
         row = await self._run(one(
-            "SELECT display_name, avatar_url FROM userapi_profiles"
+            "SELECT NULLIF(display_name, ''), NULLIF(avatar_url, '') FROM userapi_profiles"
             " WHERE localpart = %s AND server_name = %s",
             (user.localpart, user.server_name)), write=False)
         return None if row is None else Profile(row[0], row[1])
@@ -331,7 +400,10 @@ class SqlCore(SqlBase):
                    " avatar_url) VALUES (%s, %s, %s, %s) ON CONFLICT (localpart, server_name)"
                    " DO UPDATE SET display_name = excluded.display_name,"
                    " avatar_url = excluded.avatar_url",
-                   (localpart, server_name, profile.display_name, profile.avatar_url))
+                   # Never NULL: Dendrite scans both into plain strings and fails on a
+                   # NULL (profile lookups, room creation); it writes '' for "none".
+                   (localpart, server_name, profile.display_name or "",
+                    profile.avatar_url or ""))
 
     # -- nonces ------------------------------------------------------------------------------
     async def add_nonce(self, nonce: str, expires_ts: int, max_nonces: int) -> None:
@@ -595,6 +667,15 @@ class SqlCore(SqlBase):
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         row = await self._run(one(_TXN_EVENT, _txn_key(key)), write=False)
         return None if row is None else str(row[0])
+
+    async def record_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> None:
+        """Remember a notice the homeserver sent for this transaction (beside Dendrite,
+        where the event is Dendrite's: services/homeserver.py).  The first record
+        stays."""
+        await self._run(exec_(
+            "INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id, event_id,"
+            " ts) VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (*_txn_key(key), event_id, ts)), write=True)
 
     async def purge_notice_txns(self, older_than_ts: int) -> int:
         return await self._run(exec_(

@@ -5,6 +5,13 @@ homeserver sharing the database sees the accounts, devices and profiles written 
 and the other way round.  Every other table is ours and prefixed ``dendrite_admin_``.
 The README's "integration contract" section documents them.
 
+Two ways to migrate (SPEC 8).  By default the package owns the whole schema and every
+statement runs.  Beside Dendrite (``database.shared_with: dendrite``) Dendrite owns its
+tables: a migration's :attr:`Migration.owned` statements (anything that creates, alters,
+indexes or constrains one of Dendrite's tables, or points a foreign key at one) are
+skipped, and its :attr:`Migration.shared` statements (ours again, without what touches
+Dendrite's) run instead.
+
 A migration is a list of statements; the few dialect differences are spelled as
 ``{fragments}`` filled in by :meth:`Dialect.sql` (never with values: those always
 travel as query parameters).  Migrations are append-only: never edit a released one,
@@ -16,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["MIGRATIONS", "POSTGRES", "SQLITE", "Dialect", "Migration"]
+__all__ = ["DENDRITE_TABLES", "MIGRATIONS", "POSTGRES", "SQLITE", "Dialect", "Migration"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,13 @@ POSTGRES = Dialect(
         # Housekeeping deletes pass over rows another transaction holds (it is deleting
         # or consuming them anyway) instead of waiting, or deadlocking, on them.
         "skip_locked": "FOR UPDATE SKIP LOCKED",
+        # The tables visible on this connection (start-up checks; no DDL).
+        "table_catalog": "(SELECT table_name AS name FROM information_schema.tables"
+                         " WHERE table_schema = current_schema())",
+        "index_catalog": "(SELECT indexname AS name FROM pg_indexes"
+                         " WHERE schemaname = current_schema())",
+        # Dendrite numbers a new device's session the same way on PostgreSQL.
+        "dendrite_session_id": "nextval('userapi_device_session_id_seq')",
     },
     # Any constant shared by every worker of this package.
     migration_lock="SELECT pg_advisory_xact_lock(7234017650394541)",
@@ -81,21 +95,60 @@ SQLITE = Dialect(
         # No row locks in SQLite; BEGIN IMMEDIATE already serialises writers.
         "for_update": "",
         "skip_locked": "",
+        "table_catalog": "(SELECT name FROM sqlite_master WHERE type = 'table')",
+        "index_catalog": "(SELECT name FROM sqlite_master WHERE type = 'index')",
+        # Dendrite's SQLite storage numbers a new device's session as the number of
+        # devices plus one (devices_table.go InsertDevice).
+        "dendrite_session_id": "(SELECT COUNT(access_token) + 1 FROM userapi_devices)",
     },
 )
 
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema version.
+
+    ``statements`` create and change the package's own tables and run in both modes.
+    Anything that touches one of Dendrite's tables (creating it, an index or a
+    constraint on it, a foreign key into it: a table of ours with such a key goes here
+    whole) belongs in ``owned`` / ``owned_only``: run only when the package owns the
+    schema, never beside Dendrite.  ``shared`` runs only beside Dendrite, in place of
+    ``owned`` (e.g. the same table of ours without the foreign key).  A feature that
+    uses a table of Dendrite's that Dendrite may not have yet (created ``IF NOT
+    EXISTS`` when the package owns the schema) puts that table in ``owned`` and reads
+    Dendrite's own beside it; the tables it expects of Dendrite are checked at start-up
+    (:data:`DENDRITE_TABLES`).
+    """
+
     version: int
     description: str
     statements: tuple[str, ...]
-    # Statements only one dialect needs, by dialect name.
+    # Statements of ours only one dialect needs, by dialect name.
     only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Statements on Dendrite's tables: only when the package owns the schema.  They run
+    # first, so ``statements`` may refer to them.
+    owned: tuple[str, ...] = ()
+    owned_only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Only beside Dendrite (database.shared_with), in place of ``owned``.
+    shared: tuple[str, ...] = ()
 
-    def for_dialect(self, dialect: Dialect) -> list[str]:
-        return [*self.only.get(dialect.name, ()), *self.statements]
+    def for_dialect(self, dialect: Dialect, *, shared: bool = False) -> list[str]:
+        if shared:
+            return [*self.only.get(dialect.name, ()), *self.shared, *self.statements]
+        return [*self.owned_only.get(dialect.name, ()), *self.only.get(dialect.name, ()),
+                *self.owned, *self.statements]
 
+
+# The tables of Dendrite's the package reads and writes beside Dendrite: all must exist
+# before the package creates anything there (Dendrite creates them on its first start).
+DENDRITE_TABLES = ("userapi_accounts", "userapi_devices", "userapi_profiles",
+                   "userapi_account_datas",
+                   # Dendrite >= 0.13; the registration tokens feature uses it as is.
+                   "userapi_registration_tokens")
+
+# An index the package puts on Dendrite's accounts table when it owns the schema: found
+# beside Dendrite, it means the package created or altered Dendrite's tables before.
+OWNED_MARKER_INDEX = "dendrite_admin_accounts_lower_idx"
 
 SCHEMA_VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS dendrite_admin_schema_version (
@@ -108,44 +161,6 @@ _V1 = Migration(
     1,
     "Dendrite's user tables and the admin API's own tables",
     statements=(
-        # -- Dendrite's tables (CREATE ... IF NOT EXISTS: a Dendrite that shares the
-        #    database may have created them already) ---------------------------------
-        """CREATE TABLE IF NOT EXISTS userapi_accounts (
-            localpart TEXT NOT NULL,
-            server_name TEXT NOT NULL,
-            created_ts BIGINT NOT NULL,
-            password_hash TEXT,
-            appservice_id TEXT,
-            is_deactivated BOOLEAN DEFAULT FALSE,
-            account_type SMALLINT NOT NULL
-        )""",
-        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_accounts_idx
-            ON userapi_accounts (localpart, server_name)""",
-        # Registration checks names case-insensitively.
-        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_lower_idx
-            ON userapi_accounts (lower(localpart), server_name)""",
-        """CREATE TABLE IF NOT EXISTS userapi_devices (
-            access_token TEXT NOT NULL PRIMARY KEY,
-            session_id BIGINT NOT NULL {session_id_default},
-            device_id TEXT NOT NULL,
-            localpart TEXT NOT NULL,
-            server_name TEXT NOT NULL,
-            created_ts BIGINT NOT NULL,
-            display_name TEXT,
-            last_seen_ts BIGINT NOT NULL,
-            ip TEXT,
-            user_agent TEXT
-        )""",
-        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_device_localpart_id_idx
-            ON userapi_devices (localpart, server_name, device_id)""",
-        """CREATE TABLE IF NOT EXISTS userapi_profiles (
-            localpart TEXT NOT NULL,
-            server_name TEXT NOT NULL,
-            display_name TEXT,
-            avatar_url TEXT
-        )""",
-        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_profiles_idx
-            ON userapi_profiles (localpart, server_name)""",
         # -- ours ------------------------------------------------------------------------
         # Shared-secret registration's user_type ("bot", "support", …); Dendrite has no
         # column for it and its tables keep their meaning.
@@ -154,20 +169,6 @@ _V1 = Migration(
             server_name TEXT NOT NULL,
             user_type TEXT NOT NULL,
             PRIMARY KEY (localpart, server_name)
-        )""",
-        # Every distinct (ip, user agent) a device was seen with, for whois.  Deleting
-        # the device (logout, by us or by the homeserver) deletes its connections.
-        """CREATE TABLE IF NOT EXISTS dendrite_admin_device_connections (
-            localpart TEXT NOT NULL,
-            server_name TEXT NOT NULL,
-            device_id TEXT NOT NULL,
-            ip TEXT NOT NULL,
-            user_agent TEXT NOT NULL,
-            last_seen_ts BIGINT NOT NULL,
-            PRIMARY KEY (localpart, server_name, device_id, ip, user_agent),
-            FOREIGN KEY (localpart, server_name, device_id)
-                REFERENCES userapi_devices (localpart, server_name, device_id)
-                ON DELETE CASCADE
         )""",
         """CREATE TABLE IF NOT EXISTS dendrite_admin_rooms (
             room_nid {serial_pk},
@@ -261,9 +262,78 @@ _V1 = Migration(
         """CREATE INDEX IF NOT EXISTS dendrite_admin_audit_ts_idx
             ON dendrite_admin_audit (ts)""",
     ),
-    only={"postgres": (
+    owned=(
+        # -- Dendrite's tables (CREATE ... IF NOT EXISTS: a Dendrite that shares the
+        #    database may have created them already) ---------------------------------
+        """CREATE TABLE IF NOT EXISTS userapi_accounts (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            created_ts BIGINT NOT NULL,
+            password_hash TEXT,
+            appservice_id TEXT,
+            is_deactivated BOOLEAN DEFAULT FALSE,
+            account_type SMALLINT NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_accounts_idx
+            ON userapi_accounts (localpart, server_name)""",
+        # Registration checks names case-insensitively.
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_lower_idx
+            ON userapi_accounts (lower(localpart), server_name)""",
+        """CREATE TABLE IF NOT EXISTS userapi_devices (
+            access_token TEXT NOT NULL PRIMARY KEY,
+            session_id BIGINT NOT NULL {session_id_default},
+            device_id TEXT NOT NULL,
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            created_ts BIGINT NOT NULL,
+            display_name TEXT,
+            last_seen_ts BIGINT NOT NULL,
+            ip TEXT,
+            user_agent TEXT
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_device_localpart_id_idx
+            ON userapi_devices (localpart, server_name, device_id)""",
+        """CREATE TABLE IF NOT EXISTS userapi_profiles (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            display_name TEXT,
+            avatar_url TEXT
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS userapi_profiles_idx
+            ON userapi_profiles (localpart, server_name)""",
+        # Every distinct (ip, user agent) a device was seen with, for whois.  Deleting
+        # the device (logout, by us or by the homeserver) deletes its connections.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_device_connections (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            last_seen_ts BIGINT NOT NULL,
+            PRIMARY KEY (localpart, server_name, device_id, ip, user_agent),
+            FOREIGN KEY (localpart, server_name, device_id)
+                REFERENCES userapi_devices (localpart, server_name, device_id)
+                ON DELETE CASCADE
+        )""",
+    ),
+    owned_only={"postgres": (
         "CREATE SEQUENCE IF NOT EXISTS userapi_device_session_id_seq START 1",
     )},
+    shared=(
+        # Beside Dendrite: no foreign key into Dendrite's devices table.  Sightings of a
+        # device Dendrite deleted are left behind and never read: whois joins on the
+        # device and ignores sightings older than the device's creation (a device ID
+        # logged in again is a new device).
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_device_connections (
+            localpart TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            user_agent TEXT NOT NULL,
+            last_seen_ts BIGINT NOT NULL,
+            PRIMARY KEY (localpart, server_name, device_id, ip, user_agent)
+        )""",
+    ),
 )
 
 _V2 = Migration(
@@ -288,11 +358,12 @@ _V2 = Migration(
 _V3 = Migration(
     3,
     "Registration tokens: Dendrite's table, and the sessions holding a use of one",
-    statements=(
-        # Dendrite's own table, exactly as Dendrite declares it (identical for
-        # PostgreSQL and SQLite), so that with a shared database Dendrite's token
-        # endpoints and ours use one store.  Dendrite writes 0 into pending/completed;
-        # the queries still read NULL as 0.
+    # Dendrite's own table, exactly as Dendrite declares it (identical for PostgreSQL
+    # and SQLite), so that with a shared database Dendrite's token endpoints and ours
+    # use one store: created only when the package owns the schema; beside Dendrite,
+    # Dendrite's own is used as it is.  Dendrite writes 0 into pending/completed; the
+    # queries still read NULL as 0.
+    owned=(
         """CREATE TABLE IF NOT EXISTS userapi_registration_tokens (
             token TEXT PRIMARY KEY,
             pending BIGINT,
@@ -300,6 +371,8 @@ _V3 = Migration(
             uses_allowed BIGINT,
             expiry_time BIGINT
         )""",
+    ),
+    statements=(
         # Ours: which registration session holds a use of which token (pending), so a
         # session counts once, cannot switch tokens, and gives its use back when it
         # completes or ends.  Shared by every worker, like the host's UIA sessions.

@@ -1,0 +1,217 @@
+"""Room changes beside Dendrite go through Dendrite's own admin API (SPEC 8), here a
+stand-in that behaves as research/admin-apis.md §A documents (tests/dendrite_standin.py),
+and its answers become this API's Matrix errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from dendrite_admin_ext.dendrite_client import DendriteClient, RemoteMatrixError, remote_error
+from dendrite_admin_ext.errors import InternalError, InvalidParam, NotFound, ServiceUnavailable
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.validation import Schemas
+
+from .conftest import Harness, make_config, make_host_app
+from .dendrite_schema import SERVER, DendriteDb
+from .dendrite_standin import ADMIN_TOKEN, USER_TOKEN, DendriteStandIn
+from .test_dendrite_shared import ENGINES, _new_db, _storage
+
+ADMIN = f"@admin:{SERVER}"
+ALICE = f"@alice:{SERVER}"
+ROOM = f"!room:{SERVER}"
+
+
+@pytest.fixture
+def standin() -> DendriteStandIn:
+    return DendriteStandIn(SERVER, rooms={ROOM: [ALICE, f"@bob:{SERVER}"]},
+                           user_rooms={ALICE: [ROOM, f"!other:{SERVER}"]})
+
+
+@pytest.fixture
+async def dendrite_url(aiohttp_server: Any, standin: DendriteStandIn) -> str:
+    server: TestServer = await aiohttp_server(standin.app(), host="127.0.0.1")
+    return str(server.make_url("")).rstrip("/")
+
+
+async def _harness(aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path,
+                   url: str | None, token: str = ADMIN_TOKEN) -> Harness:
+    db.create_account("admin", account_type=3)
+    db.create_device("admin", "ADMINDEV", "tok-admin", ip="203.0.113.5", user_agent="Element")
+    db.create_account("alice")
+    database: dict[str, Any] = {"backend": db.engine, "shared_with": "dendrite"}
+    if db.engine == "sqlite":
+        database["path"] = str(db.path)
+    else:
+        database["dsn"] = db.dsn
+    overrides: dict[str, Any] = {"database": database}
+    if url is not None:
+        (tmp_path / "token").write_text(token + "\n")
+        overrides["homeserver"] = {"url": url, "access_token_path": str(tmp_path / "token"),
+                                   "timeout": 5}
+    storage = _storage(db)
+    app, ctx = make_host_app(make_config(schemas, **overrides), storage, schemas)
+    return Harness(await aiohttp_client(app), ctx, storage)
+
+
+AUTH = {"Authorization": "Bearer tok-admin"}
+
+
+@pytest.fixture(params=ENGINES)
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> DendriteDb:
+    return _new_db(request, tmp_path, request.param, "fresh")
+
+
+async def test_without_homeserver_url_room_routes_are_not_mounted(
+        aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, None)
+    for method, path in (("POST", f"/_dendrite/admin/evacuateRoom/{ROOM}"),
+                         ("GET", f"/_dendrite/admin/evacuateUser/{ALICE}"),
+                         ("POST", "/_synapse/admin/v1/send_server_notice")):
+        resp = await h.client.request(method, path, headers=AUTH, json={})
+        assert resp.status == 404
+        assert (await resp.json())["errcode"] == "M_UNRECOGNIZED"
+    # the rest is served
+    assert (await h.client.get(f"/_synapse/admin/v1/whois/{ADMIN}", headers=AUTH)).status == 200
+    assert h.ctx.homeserver is None
+
+
+async def test_evacuations_are_dendrites(aiohttp_client: Any, schemas: Schemas,
+                                         db: DendriteDb, tmp_path: Path, dendrite_url: str,
+                                         standin: DendriteStandIn) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/{ROOM}", headers=AUTH)
+    assert resp.status == 200
+    assert await resp.json() == {"affected": [ALICE, f"@bob:{SERVER}"]}
+    assert standin.rooms[ROOM] == []
+    # again (GET, as the seed documents): Dendrite's {"affected": null} is []
+    resp = await h.client.get(f"/_dendrite/admin/evacuateRoom/{ROOM}", headers=AUTH)
+    assert await resp.json() == {"affected": []}
+    assert standin.calls[-1] == ("POST", f"/_dendrite/admin/evacuateRoom/{ROOM}")
+    # unknown room: Dendrite's 404 M_NOT_FOUND passed on
+    resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/!nope:{SERVER}", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["errcode"] == "M_NOT_FOUND"
+    # the audit trail records Dendrite's outcomes as this API's
+    log = await (await h.client.get("/_dendrite/admin/auditLog", headers=AUTH)).json()
+    outcomes = [(e["action"], e["outcome"]) for e in log["entries"]]
+    assert outcomes[:3] == [("evacuateRoom", "M_NOT_FOUND"), ("evacuateRoom", "ok"),
+                            ("evacuateRoom", "ok")]
+    # Dendrite fails (500 {"message"}): 503 with Retry-After, a Matrix error
+    standin.broken.add(ROOM)
+    resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/{ROOM}", headers=AUTH)
+    assert resp.status == 503 and resp.headers["Retry-After"] == "5"
+    assert (await resp.json())["errcode"] == "M_UNKNOWN"
+
+    resp = await h.client.post(f"/_dendrite/admin/evacuateUser/{ALICE}", headers=AUTH)
+    assert resp.status == 200
+    assert await resp.json() == {"affected": [ROOM, f"!other:{SERVER}"]}
+    # checked here, before Dendrite is asked: remote user, unknown account
+    before = len(standin.calls)
+    resp = await h.client.post("/_dendrite/admin/evacuateUser/@x:elsewhere.example",
+                               headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["errcode"] == "M_INVALID_PARAM"
+    resp = await h.client.post(f"/_dendrite/admin/evacuateUser/@ghost:{SERVER}", headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["errcode"] == "M_NOT_FOUND"
+    assert len(standin.calls) == before
+    # a non-admin never reaches Dendrite
+    db.create_account("eve")
+    db.create_device("eve", "EVEDEV", "tok-eve", ip="198.51.100.1", user_agent="x")
+    resp = await h.client.post(f"/_dendrite/admin/evacuateRoom/{ROOM}",
+                               headers={"Authorization": "Bearer tok-eve"})
+    assert resp.status == 403 and len(standin.calls) == before
+
+
+async def test_server_notices_are_dendrites(aiohttp_client: Any, schemas: Schemas,
+                                            db: DendriteDb, tmp_path: Path, dendrite_url: str,
+                                            standin: DendriteStandIn) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    body = {"user_id": ALICE, "content": {"msgtype": "m.text", "body": "maintenance at 6",
+                                          "format": "org.matrix.custom.html"}}
+    resp = await h.client.post("/_synapse/admin/v1/send_server_notice", headers=AUTH,
+                               json=body)
+    assert resp.status == 200
+    first = (await resp.json())["event_id"]
+    assert standin.notices == [body]
+    # nothing in the package's own room tables: the room is Dendrite's
+    assert db.query("SELECT COUNT(*) FROM dendrite_admin_events") == [(0,)]
+
+    url = "/_synapse/admin/v1/send_server_notice/txn1"
+    one = await (await h.client.put(url, headers=AUTH, json=body)).json()
+    again = await (await h.client.put(url, headers=AUTH, json=body)).json()
+    assert one == again and one["event_id"] != first
+    assert len(standin.notices) == 2
+    # the same txnId from another admin is another transaction
+    db.create_account("admin2", account_type=3)
+    db.create_device("admin2", "DEV2", "tok-admin2", ip="203.0.113.9", user_agent="x")
+    other = await (await h.client.put(url, headers={"Authorization": "Bearer tok-admin2"},
+                                      json=body)).json()
+    assert other["event_id"] != one["event_id"] and len(standin.notices) == 3
+
+    # checked here first: unknown user, remote user, the notices user itself
+    for target, status in ((f"@ghost:{SERVER}", 404), ("@x:elsewhere.example", 400),
+                           (f"@_server:{SERVER}", 404)):
+        resp = await h.client.post("/_synapse/admin/v1/send_server_notice", headers=AUTH,
+                                   json={**body, "user_id": target})
+        assert resp.status == status, target
+    assert len(standin.notices) == 3
+
+
+# -- the client's error mapping, one place --------------------------------------------------
+async def test_client_maps_dendrites_answers(dendrite_url: str,
+                                             standin: DendriteStandIn) -> None:
+    client = DendriteClient(dendrite_url, ADMIN_TOKEN, timeout=5)
+    await client.start()
+    try:
+        await client.purge_room(ROOM)
+        assert ROOM not in standin.rooms
+        # purgeRoom's 500 {"message": "room … does not exist"} is a 404
+        with pytest.raises(NotFound, match="does not exist"):
+            await client.purge_room(ROOM)
+        with pytest.raises(ServiceUnavailable):  # 500 for a malformed ID
+            await client.purge_room("not-a-room")
+        # MessageResponse: 400 {"message"} without errcode
+        with pytest.raises(InvalidParam, match="can only evacuate local users") as bad:
+            await client.evacuate_user(UserID("x", "elsewhere.example"))
+        assert bad.value.http_status == 400
+        assert bad.value.body()["errcode"] == "M_INVALID_PARAM"
+        assert "token" not in repr(client) and ADMIN_TOKEN not in repr(client)
+        # Dendrite's own errcode is this API's, also for the audit trail
+        with pytest.raises(RemoteMatrixError) as missing:
+            await client.evacuate_room(f"!nope:{SERVER}")
+        assert missing.value.errcode == "M_NOT_FOUND" and missing.value.http_status == 404
+        assert remote_error(400, "not an errcode", "x").errcode == "M_UNKNOWN"
+    finally:
+        await client.close()
+
+    # a token that is not an admin's, or not a token at all: a misconfiguration
+    for token in (USER_TOKEN, "wrong"):
+        client = DendriteClient(dendrite_url, token, timeout=5)
+        try:
+            with pytest.raises(InternalError):
+                await client.evacuate_room(ROOM)
+        finally:
+            await client.close()
+
+    # too slow, and unreachable: 503 with Retry-After
+    standin.delay_s = 1.0
+    client = DendriteClient(dendrite_url, ADMIN_TOKEN, timeout=0.2)
+    try:
+        with pytest.raises(ServiceUnavailable) as slow:
+            await client.evacuate_room(ROOM)
+        assert slow.value.headers["Retry-After"] == "5"
+    finally:
+        await client.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = DendriteClient(f"http://127.0.0.1:{port}", ADMIN_TOKEN, timeout=2)
+    try:
+        with pytest.raises(ServiceUnavailable):
+            await client.send_server_notice({"user_id": ALICE, "content": {}})
+    finally:
+        await client.close()
+
