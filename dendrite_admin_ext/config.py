@@ -111,6 +111,7 @@ class EndpointsConfig:
     audit: bool = True
     openapi: bool = True
     health: bool = True
+    users: bool = True
 
 
 @dataclass(frozen=True)

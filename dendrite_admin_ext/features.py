@@ -21,6 +21,7 @@ from .storage.protocols import (
     ServerNoticeStore,
     StorageLifecycle,
     TokenStore,
+    UserAdminStore,
     missing_methods,
 )
 
@@ -57,6 +58,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
     Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+    Feature("users", "endpoints.users", lambda c: c.endpoints.users,
+            (AccountStore, RoomStore, UserAdminStore)),
 )}
 
 

@@ -7,9 +7,10 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 from __future__ import annotations
 
 from .core import MemoryCore
+from .users import MemoryUsers
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore):
+class MemoryStorage(MemoryCore, MemoryUsers):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

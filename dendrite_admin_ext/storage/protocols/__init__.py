@@ -27,6 +27,7 @@ from .lifecycle import StorageLifecycle
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
 from .rooms import RoomStore
+from .users import UserAdminStore
 
 __all__ = [
     "AccountStore",
@@ -37,13 +38,14 @@ __all__ = [
     "ServerNoticeStore",
     "StorageLifecycle",
     "TokenStore",
+    "UserAdminStore",
     "missing_methods",
     "protocol_methods",
 ]
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, Protocol):
+                   ServerNoticeStore, AuditStore, UserAdminStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

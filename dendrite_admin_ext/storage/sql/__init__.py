@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from .core import SqlCore
 from .ops import Op, Result, Stmt, drive_sync
+from .users import SqlUsers
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore):
+class SqlStorage(SqlCore, SqlUsers):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,

@@ -285,7 +285,32 @@ _V2 = Migration(
     ),
 )
 
+_V4 = Migration(
+    4,
+    "User administration: indexes for keyset pages of the user list",
+    statements=(
+        # Synapse's user list (SPEC 9) pages by (sort key, localpart) within one server
+        # name, compared byte-wise; each index below serves one order_by (see
+        # storage/sql/users.py SORT_KEYS: the expressions must stay identical).  They
+        # are on Dendrite's table: a deployment sharing Dendrite's database must not
+        # create them (SPEC 8), and its deep pages are then scans.
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_name_idx
+            ON userapi_accounts (server_name, localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_created_idx
+            ON userapi_accounts (server_name, created_ts, localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_admin_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN account_type = 3 THEN 1 ELSE 0 END), localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_guest_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN account_type = 2 THEN 1 ELSE 0 END), localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_deactivated_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN is_deactivated THEN 1 ELSE 0 END), localpart {binary})""",
+    ),
+)
+
 # Every feature's schema changes, in version order.  Versions are assigned per feature
 # as they are written; a version, once released, is never edited.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V4)
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,219 @@
+"""The SQL of user administration (SPEC 9): Synapse's user list as keyset pages.
+
+A list ordered by ``order_by`` is ordered by one key expression (:data:`SORT_KEYS`, the
+SQL twin of :func:`~..types.user_sort_key`) then the localpart, compared byte-wise.  A
+cursor is a row-value comparison ``(key, localpart) > (%s, %s)``, so a page after a
+cursor is an index range scan wherever an index of schema v4 matches the key: for
+``name``, ``creation_ts``, ``admin``, ``is_guest`` and ``deactivated`` a deep page costs
+what the first costs.  The other keys live in other tables (profiles, user types,
+account state) or are computed (last seen); those lists sort their matches on every
+page (see the README, "User administration").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...identifiers import UserID
+from ..types import AccountType, UserCursor, UserQuery, UserRecord
+from .base import SqlBase
+from .ops import Op, Stmt, exec_, one, select, with_keys
+
+__all__ = ["SORT_KEYS", "SqlUsers"]
+
+_LAST_SEEN = ("(SELECT MAX(d.last_seen_ts) FROM userapi_devices d"
+              " WHERE d.localpart = a.localpart AND d.server_name = a.server_name"
+              # A device we created and nobody has used yet has no sighting (its
+              # NOT NULL last_seen_ts holds its creation time until then).
+              " AND d.ip IS NOT NULL)")
+
+# order_by -> the SQL of its key (None: the localpart alone).  The CASE expressions and
+# a.created_ts are indexed by migration v4 exactly as written here (minus "a.").
+SORT_KEYS: dict[str, str | None] = {
+    "name": None,
+    "shadow_banned": None,
+    "displayname": "COALESCE(p.display_name, '') {binary}",
+    "avatar_url": "COALESCE(p.avatar_url, '') {binary}",
+    "user_type": "COALESCE(t.user_type, '') {binary}",
+    "is_guest": "(CASE WHEN a.account_type = 2 THEN 1 ELSE 0 END)",
+    "admin": "(CASE WHEN a.account_type = 3 THEN 1 ELSE 0 END)",
+    "deactivated": "(CASE WHEN a.is_deactivated THEN 1 ELSE 0 END)",
+    "locked": "(CASE WHEN s.locked THEN 1 ELSE 0 END)",
+    "creation_ts": "a.created_ts",
+    "last_seen_ts": f"COALESCE({_LAST_SEEN}, 0)",
+}
+
+_COLUMNS = ("SELECT a.localpart, a.server_name, a.account_type, a.is_deactivated,"
+            " a.created_ts, t.user_type, a.appservice_id, p.display_name, p.avatar_url,"
+            f" s.erased, s.locked, s.suspended, {_LAST_SEEN}")
+
+_JOINS = {
+    "p": " LEFT JOIN userapi_profiles p"
+         " ON p.localpart = a.localpart AND p.server_name = a.server_name",
+    "t": " LEFT JOIN dendrite_admin_user_types t"
+         " ON t.localpart = a.localpart AND t.server_name = a.server_name",
+    "s": " LEFT JOIN dendrite_admin_account_state s"
+         " ON s.localpart = a.localpart AND s.server_name = a.server_name",
+}
+
+
+def like_pattern(text: str) -> str:
+    """``%text%`` for ``LIKE … ESCAPE '\\'``, ASCII letters lowered, wildcards escaped."""
+    lowered = text.translate(str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+                                           "abcdefghijklmnopqrstuvwxyz"))
+    escaped = lowered.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filters(query: UserQuery) -> tuple[list[str], list[Any], set[str]]:
+    """The WHERE conditions (after the server name), their parameters and the joins
+    they need."""
+    where: list[str] = []
+    params: list[Any] = []
+    joins: set[str] = set()
+    if query.name is not None:
+        where.append("(lower(a.localpart) LIKE %s ESCAPE '\\'"
+                     " OR lower(COALESCE(p.display_name, '') {binary}) LIKE %s ESCAPE '\\')")
+        params += [like_pattern(query.name)] * 2
+        joins.add("p")
+    elif query.user_id is not None:
+        where.append("lower('@' || a.localpart || ':' || a.server_name) LIKE %s ESCAPE '\\'")
+        params.append(like_pattern(query.user_id))
+    if not query.guests:
+        where.append("a.account_type <> 2")
+    if query.deactivated is True:
+        where.append("COALESCE(a.is_deactivated, FALSE)")
+    elif query.deactivated is False:
+        where.append("NOT COALESCE(a.is_deactivated, FALSE)")
+    if query.admins is True:
+        where.append("a.account_type = 3")
+    elif query.admins is False:
+        where.append("a.account_type <> 3")
+    if not query.locked:
+        where.append("NOT COALESCE(s.locked, FALSE)")
+        joins.add("s")
+    if query.not_user_types:
+        where.append(with_keys("COALESCE(t.user_type, '') NOT IN ({keys})",
+                               len(query.not_user_types)))
+        params += list(query.not_user_types)
+        joins.add("t")
+    return where, params, joins
+
+
+def _record(row: Sequence[Any]) -> UserRecord:
+    return UserRecord(
+        UserID(row[0], row[1]), AccountType(row[2]), bool(row[3]), int(row[4]), row[5],
+        row[6], row[7], row[8], bool(row[9]), bool(row[10]), bool(row[11]),
+        None if row[12] is None else int(row[12]))
+
+
+class SqlUsers(SqlBase):
+    async def list_users(self, server_name: str, query: UserQuery, *,
+                         after: UserCursor | None, offset: int,
+                         limit: int) -> list[UserRecord]:
+        where, params, _ = _filters(query)
+        key = SORT_KEYS[query.order_by]
+        direction = "DESC" if query.direction == "b" else "ASC"
+        if after is not None:
+            cmp = "<" if query.direction == "b" else ">"
+            if key is None:
+                where.append(f"a.localpart {{binary}} {cmp} %s")
+                params.append(after.localpart)
+            else:
+                where.append(f"({key}, a.localpart {{binary}}) {cmp} (%s, %s)")
+                params += [after.key, after.localpart]
+        order = (f"{key} {direction}, " if key is not None else "") + (
+            f"a.localpart {{binary}} {direction}")
+        sql = (_COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
+               + " WHERE " + " AND ".join(["a.server_name = %s", *where])
+               + f" ORDER BY {order} LIMIT %s OFFSET %s")
+        rows = await self._run(select(sql, (server_name, *params, max(0, limit),
+                                            max(0, offset))), write=False)
+        return [_record(r) for r in rows]
+
+    async def count_users(self, server_name: str, query: UserQuery) -> int:
+        where, params, joins = _filters(query)
+        # Fixed fragments only: every value travels as a parameter.
+        sql = ("SELECT COUNT(*) FROM userapi_accounts a"  # noqa: S608
+               + "".join(_JOINS[j] for j in sorted(joins))
+               + " WHERE " + " AND ".join(["a.server_name = %s", *where]))
+        row = await self._run(one(sql, (server_name, *params)), write=False)
+        return 0 if row is None else int(row[0])
+
+    async def get_user(self, user: UserID) -> UserRecord | None:
+        row = await self._run(one(
+            _COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
+            + " WHERE a.localpart = %s AND a.server_name = %s",
+            (user.localpart, user.server_name)), write=False)
+        return None if row is None else _record(row)
+
+    async def set_admin(self, user: UserID, admin: bool) -> None:
+        who = (user.localpart, user.server_name)
+        if admin:
+            await self._run(exec_("UPDATE userapi_accounts SET account_type = 3"
+                                  " WHERE localpart = %s AND server_name = %s", who),
+                            write=True)
+        else:
+            await self._run(exec_("UPDATE userapi_accounts SET account_type = 1"
+                                  " WHERE localpart = %s AND server_name = %s"
+                                  " AND account_type = 3", who), write=True)
+
+    async def set_deactivated(self, user: UserID, deactivated: bool) -> None:
+        await self._run(self._set_deactivated(user, deactivated), write=True)
+
+    @staticmethod
+    def _set_deactivated(user: UserID, deactivated: bool) -> Op[None]:
+        who = (user.localpart, user.server_name)
+        yield Stmt("UPDATE userapi_accounts SET is_deactivated = %s"
+                   " WHERE localpart = %s AND server_name = %s", (deactivated, *who))
+        if not deactivated:
+            yield Stmt("UPDATE dendrite_admin_account_state SET erased = FALSE"
+                       " WHERE localpart = %s AND server_name = %s", who)
+
+    async def revoke_credentials(self, user: UserID) -> None:
+        await self._run(self._revoke_credentials(user), write=True)
+
+    @staticmethod
+    def _revoke_credentials(user: UserID) -> Op[None]:
+        who = (user.localpart, user.server_name)
+        yield Stmt("DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s",
+                   who)
+        yield Stmt("UPDATE userapi_accounts SET password_hash = NULL"
+                   " WHERE localpart = %s AND server_name = %s", who)
+
+    async def delete_devices(self, user: UserID, device_ids: Sequence[str]) -> None:
+        if not device_ids:
+            return
+        ids = list(dict.fromkeys(device_ids))
+        await self._run(exec_(with_keys(
+            "DELETE FROM userapi_devices WHERE localpart = %s AND server_name = %s"
+            " AND device_id IN ({keys})", len(ids)),
+            (user.localpart, user.server_name, *ids)), write=True)
+
+    async def update_account_state(self, user: UserID, *, erased: bool | None = None,
+                                   locked: bool | None = None) -> None:
+        if erased is None and locked is None:
+            return
+        await self._run(exec_(
+            "INSERT INTO dendrite_admin_account_state (localpart, server_name, erased,"
+            " locked) VALUES (%s, %s, COALESCE(%s, FALSE), COALESCE(%s, FALSE))"
+            " ON CONFLICT (localpart, server_name) DO UPDATE SET"
+            " erased = COALESCE(%s, dendrite_admin_account_state.erased),"
+            " locked = COALESCE(%s, dendrite_admin_account_state.locked)",
+            (user.localpart, user.server_name, erased, locked, erased, locked)),
+            write=True)
+
+    async def set_user_type(self, user: UserID, user_type: str | None) -> None:
+        await self._run(self._set_user_type(user, user_type), write=True)
+
+    @staticmethod
+    def _set_user_type(user: UserID, user_type: str | None) -> Op[None]:
+        who = (user.localpart, user.server_name)
+        if user_type is None:
+            yield Stmt("DELETE FROM dendrite_admin_user_types"
+                       " WHERE localpart = %s AND server_name = %s", who)
+        else:
+            yield Stmt("INSERT INTO dendrite_admin_user_types (localpart, server_name,"
+                       " user_type) VALUES (%s, %s, %s) ON CONFLICT (localpart, server_name)"
+                       " DO UPDATE SET user_type = excluded.user_type", (*who, user_type))
