@@ -9,7 +9,6 @@ from typing import Any
 
 from aiohttp import web
 
-from .. import __version__
 from ..activity import merge_pending
 from ..auth import get_requester
 from ..context import AdminContext, get_context
@@ -255,4 +254,5 @@ async def joined_rooms(request: web.Request) -> web.Response:
 
 async def server_version(request: web.Request) -> web.Response:
     """No auth (Synapse's too): what the web UIs show on their login page."""
+    from .. import __version__  # here: the package __init__ imports this module
     return json_response({"server_version": f"dendrite_admin_ext {__version__}"})
