@@ -442,7 +442,7 @@ async def test_an_interrupted_deactivation_is_finished_by_a_rerun(
     rooms = [await make_room(room_storage, f"@owner:{REMOTE}", joined=[str(alice.user_id)])
              for _ in range(3)]
     flaky = Flaky(room_storage, allowed=1)
-    rh.ctx.storage = flaky  # type: ignore[assignment]
+    rh.ctx.storage = flaky
     with pytest.raises(ConnectionError):
         await service.deactivate_account(rh.ctx, alice.user_id, erase=True)
     # Dead at once, even though the run stopped half-way.
