@@ -156,6 +156,11 @@ async def test_every_order_pages_by_cursor_and_offset(room_storage: AdminStorage
         for offset in (0, 2, 7, 8):
             page = await st.list_users(SERVER, q, after=None, offset=offset, limit=3)
             assert [u.user.localpart for u in page] == want[offset:offset + 3]
+        # A cursor and an offset together: the offset counts from the cursor.
+        third = next(r for r in records if r.user.localpart == want[2])
+        cursor = UserCursor(user_sort_key(third, order_by), third.user.localpart)
+        page = await st.list_users(SERVER, q, after=cursor, offset=2, limit=3)
+        assert [u.user.localpart for u in page] == want[5:8], order_by
 
 
 async def test_user_record(room_storage: AdminStorage) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from ...identifiers import UserID
 from ..types import AccountType, UserCursor, UserQuery, UserRecord
 from .base import SqlBase
-from .ops import Op, Stmt, exec_, one, select, with_keys
+from .ops import Op, Stmt, exec_, one, with_keys
 
 __all__ = ["SORT_KEYS", "SqlUsers"]
 
@@ -43,6 +43,9 @@ SORT_KEYS: dict[str, str | None] = {
     "creation_ts": "a.created_ts",
     "last_seen_ts": f"COALESCE({_LAST_SEEN}, 0)",
 }
+
+# The orders whose key is indexed by migration v4 (besides name, the localpart itself).
+INDEXED_KEYS = frozenset({"creation_ts", "admin", "is_guest", "deactivated"})
 
 _COLUMNS = ("SELECT a.localpart, a.server_name, a.account_type, a.is_deactivated,"
             " a.created_ts, t.user_type, a.appservice_id, p.display_name, p.avatar_url,"
@@ -112,25 +115,51 @@ class SqlUsers(SqlBase):
     async def list_users(self, server_name: str, query: UserQuery, *,
                          after: UserCursor | None, offset: int,
                          limit: int) -> list[UserRecord]:
+        rows = await self._run(self._list_users(server_name, query, after, max(0, offset),
+                                                max(0, limit)), write=False)
+        return [_record(r) for r in rows]
+
+    @staticmethod
+    def _list_users(server_name: str, query: UserQuery, after: UserCursor | None,
+                    offset: int, limit: int) -> Op[list[tuple[Any, ...]]]:
         where, params, _ = _filters(query)
         key = SORT_KEYS[query.order_by]
-        direction = "DESC" if query.direction == "b" else "ASC"
-        if after is not None:
-            cmp = "<" if query.direction == "b" else ">"
-            if key is None:
-                where.append(f"a.localpart {{binary}} {cmp} %s")
-                params.append(after.localpart)
-            else:
-                where.append(f"({key}, a.localpart {{binary}}) {cmp} (%s, %s)")
-                params += [after.key, after.localpart]
-        order = (f"{key} {direction}, " if key is not None else "") + (
-            f"a.localpart {{binary}} {direction}")
-        sql = (_COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
-               + " WHERE " + " AND ".join(["a.server_name = %s", *where])
-               + f" ORDER BY {order} LIMIT %s OFFSET %s")
-        rows = await self._run(select(sql, (server_name, *params, max(0, limit),
-                                            max(0, offset))), write=False)
-        return [_record(r) for r in rows]
+        back = query.direction == "b"
+        direction, cmp = ("DESC", "<") if back else ("ASC", ">")
+        lp = "a.localpart {binary}"
+
+        def page(extra: list[str], extra_params: list[Any], order: str,
+                 count: int, skip: int = offset) -> Stmt:
+            sql = (_COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
+                   + " WHERE " + " AND ".join(["a.server_name = %s", *where, *extra])
+                   + f" ORDER BY {order} LIMIT %s OFFSET %s")
+            return Stmt(sql, (server_name, *params, *extra_params, count, skip))
+
+        if key is None:
+            cursor = [] if after is None else [f"{lp} {cmp} %s"]
+            res = yield page(cursor, [] if after is None else [after.localpart],
+                             f"{lp} {direction}", limit)
+            return res.rows
+        order = f"{key} {direction}, {lp} {direction}"
+        if after is None:
+            res = yield page([], [], order, limit)
+            return res.rows
+        if query.order_by not in INDEXED_KEYS:
+            res = yield page([f"({key}, {lp}) {cmp} (%s, %s)"], [after.key, after.localpart],
+                             order, limit)
+            return res.rows
+        # Two index ranges instead of one row-value comparison, which SQLite cannot
+        # match to an index on an expression: the rest of the cursor's key group, then
+        # the groups after it.  An offset (callers pass 0 with a cursor) is applied to
+        # the two together.
+        want = offset + limit
+        res = yield page([f"{key} = %s", f"{lp} {cmp} %s"], [after.key, after.localpart],
+                         f"{lp} {direction}", want, 0)
+        rows = res.rows
+        if len(rows) < want:
+            rest = yield page([f"{key} {cmp} %s"], [after.key], order, want - len(rows), 0)
+            rows = rows + rest.rows
+        return rows[offset:]
 
     async def count_users(self, server_name: str, query: UserQuery) -> int:
         where, params, joins = _filters(query)
