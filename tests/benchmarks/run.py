@@ -673,16 +673,16 @@ def bench_users(p: Profile, backends: Backends, report: Report, folder: Path) ->
                             f"{time.perf_counter() - started:.1f} s")
         server = bench_server(folder / f"users-{name}", database=database)
 
-        def add_row(order: str, first: float, deep: float, total: int,
+        def add_row(order: str, first: float, deep: float, offset: int,
                     backend: str = name) -> None:
             ratio = deep / first
-            report.add(Row(f"user list p50, {backend}, order_by={order}, from {total - 100:,}"
+            report.add(Row(f"user list p50, {backend}, order_by={order}, from {offset:,}"
                            " (cursor)", f"{deep * 1000:.1f} ms",
                            f"page 1: {first * 1000:.1f} ms", f"{ratio:.2f}x", "<= 2.00x",
                            ratio <= 2.0))
 
         with serving(server):
-            bench_user_list(server, p.user_rounds, add_row, name)
+            bench_user_list(server, p.user_rounds, add_row, name, p.user_count)
 
 
 SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls", "users")

@@ -307,6 +307,19 @@ _V4 = Migration(
         """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_deactivated_idx
             ON userapi_accounts (server_name,
                 (CASE WHEN is_deactivated THEN 1 ELSE 0 END), localpart {binary})""",
+        # Ordering by display name or avatar drives the page from the profiles (an
+        # inner join): every account has a profile row, as Dendrite and create_account
+        # write one; accounts made without one earlier get an empty one here.
+        """INSERT INTO userapi_profiles (localpart, server_name, display_name, avatar_url)
+            SELECT a.localpart, a.server_name, NULL, NULL FROM userapi_accounts a
+            WHERE NOT EXISTS (SELECT 1 FROM userapi_profiles p
+                WHERE p.localpart = a.localpart AND p.server_name = a.server_name)""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_profiles_displayname_idx
+            ON userapi_profiles (server_name, (COALESCE(display_name, '') {binary}),
+                localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_profiles_avatar_idx
+            ON userapi_profiles (server_name, (COALESCE(avatar_url, '') {binary}),
+                localpart {binary})""",
     ),
 )
 

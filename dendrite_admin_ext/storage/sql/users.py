@@ -33,19 +33,26 @@ _LAST_SEEN = ("(SELECT MAX(d.last_seen_ts) FROM userapi_devices d"
 SORT_KEYS: dict[str, str | None] = {
     "name": None,
     "shadow_banned": None,
-    "displayname": "COALESCE(p.display_name, '') {binary}",
-    "avatar_url": "COALESCE(p.avatar_url, '') {binary}",
+    "displayname": "(COALESCE(p.display_name, '') {binary})",
+    "avatar_url": "(COALESCE(p.avatar_url, '') {binary})",
     "user_type": "COALESCE(t.user_type, '') {binary}",
     "is_guest": "(CASE WHEN a.account_type = 2 THEN 1 ELSE 0 END)",
     "admin": "(CASE WHEN a.account_type = 3 THEN 1 ELSE 0 END)",
     "deactivated": "(CASE WHEN a.is_deactivated THEN 1 ELSE 0 END)",
     "locked": "(CASE WHEN s.locked THEN 1 ELSE 0 END)",
     "creation_ts": "a.created_ts",
-    "last_seen_ts": f"COALESCE({_LAST_SEEN}, 0)",
+    "last_seen_ts": "COALESCE(ls.ts, 0)",
 }
+# The join each key needs ("pi": profiles as an inner join, so that the profiles'
+# index can drive the page: every account has a profile row, see migration v4).
+_KEY_JOIN = {"displayname": "pi", "avatar_url": "pi", "user_type": "t", "locked": "s",
+             "last_seen_ts": "ls"}
 
 # The orders whose key is indexed by migration v4 (besides name, the localpart itself).
-INDEXED_KEYS = frozenset({"creation_ts", "admin", "is_guest", "deactivated"})
+INDEXED_KEYS = frozenset({"creation_ts", "admin", "is_guest", "deactivated",
+                          "displayname", "avatar_url"})
+# Orders served by an index on userapi_profiles: the tie-break is the profile's localpart.
+_PROFILE_ORDERS = frozenset({"displayname", "avatar_url"})
 
 _COLUMNS = ("SELECT a.localpart, a.server_name, a.account_type, a.is_deactivated,"
             " a.created_ts, t.user_type, a.appservice_id, p.display_name, p.avatar_url,"
@@ -58,7 +65,15 @@ _JOINS = {
          " ON t.localpart = a.localpart AND t.server_name = a.server_name",
     "s": " LEFT JOIN dendrite_admin_account_state s"
          " ON s.localpart = a.localpart AND s.server_name = a.server_name",
+    "pi": " JOIN userapi_profiles p"
+          " ON p.localpart = a.localpart AND p.server_name = a.server_name",
+    # Ordering by last sighting: one grouped pass over the devices, hash-joined (a
+    # subquery per account cost a probe for each of them).
+    "ls": " LEFT JOIN (SELECT localpart, server_name, MAX(last_seen_ts) AS ts"
+          " FROM userapi_devices WHERE ip IS NOT NULL GROUP BY localpart, server_name) ls"
+          " ON ls.localpart = a.localpart AND ls.server_name = a.server_name",
 }
+_RECORD_JOINS = "".join(_JOINS[j] for j in ("p", "t", "s"))
 
 
 def like_pattern(text: str) -> str:
@@ -119,19 +134,46 @@ class SqlUsers(SqlBase):
                                                 max(0, limit)), write=False)
         return [_record(r) for r in rows]
 
-    @staticmethod
-    def _list_users(server_name: str, query: UserQuery, after: UserCursor | None,
+    @classmethod
+    def _list_users(cls, server_name: str, query: UserQuery, after: UserCursor | None,
                     offset: int, limit: int) -> Op[list[tuple[Any, ...]]]:
-        where, params, _ = _filters(query)
+        """The page's localparts in order (a narrow sort: the key and the localpart),
+        then their records."""
+        localparts = yield from cls._page_localparts(server_name, query, after, offset,
+                                                     limit)
+        if not localparts:
+            return []
+        res = yield Stmt(with_keys(
+            _COLUMNS + " FROM userapi_accounts a" + _RECORD_JOINS
+            + " WHERE a.server_name = %s AND a.localpart IN ({keys})", len(localparts)),
+            (server_name, *localparts), reuse=False)
+        by_localpart = {row[0]: row for row in res.rows}
+        return [by_localpart[lp] for lp in localparts if lp in by_localpart]
+
+    @staticmethod
+    def _page_localparts(server_name: str, query: UserQuery, after: UserCursor | None,
+                         offset: int, limit: int) -> Op[list[str]]:
+        where, params, joins = _filters(query)
+        if query.order_by in _KEY_JOIN:
+            joins.add(_KEY_JOIN[query.order_by])
+        if "pi" in joins:
+            joins.discard("p")
+        from_joins = "".join(_JOINS[j] for j in sorted(joins))
         key = SORT_KEYS[query.order_by]
         back = query.direction == "b"
         direction, cmp = ("DESC", "<") if back else ("ASC", ">")
-        lp = "a.localpart {binary}"
+        # The localpart and server name of the table whose index serves the order.
+        table = "p" if query.order_by in _PROFILE_ORDERS else "a"
+        lp = f"{table}.localpart {{binary}}"
+        server = [f"{table}.server_name = %s"]
+        where = [*where, "a.server_name = %s"] if table != "a" else where
+        params = [*params, server_name] if table != "a" else params
 
         def page(extra: list[str], extra_params: list[Any], order: str,
                  count: int, skip: int = offset) -> Stmt:
-            sql = (_COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
-                   + " WHERE " + " AND ".join(["a.server_name = %s", *where, *extra])
+            # Fixed fragments only: every value travels as a parameter.
+            sql = (f"SELECT {table}.localpart FROM userapi_accounts a"  # noqa: S608
+                   + from_joins + " WHERE " + " AND ".join([*server, *where, *extra])
                    + f" ORDER BY {order} LIMIT %s OFFSET %s")
             return Stmt(sql, (server_name, *params, *extra_params, count, skip))
 
@@ -139,15 +181,15 @@ class SqlUsers(SqlBase):
             cursor = [] if after is None else [f"{lp} {cmp} %s"]
             res = yield page(cursor, [] if after is None else [after.localpart],
                              f"{lp} {direction}", limit)
-            return res.rows
+            return [r[0] for r in res.rows]
         order = f"{key} {direction}, {lp} {direction}"
         if after is None:
             res = yield page([], [], order, limit)
-            return res.rows
+            return [r[0] for r in res.rows]
         if query.order_by not in INDEXED_KEYS:
             res = yield page([f"({key}, {lp}) {cmp} (%s, %s)"], [after.key, after.localpart],
                              order, limit)
-            return res.rows
+            return [r[0] for r in res.rows]
         # Two index ranges instead of one row-value comparison, which SQLite cannot
         # match to an index on an expression: the rest of the cursor's key group, then
         # the groups after it.  An offset (callers pass 0 with a cursor) is applied to
@@ -159,7 +201,7 @@ class SqlUsers(SqlBase):
         if len(rows) < want:
             rest = yield page([f"{key} {cmp} %s"], [after.key], order, want - len(rows), 0)
             rows = rows + rest.rows
-        return rows[offset:]
+        return [r[0] for r in rows[offset:]]
 
     async def count_users(self, server_name: str, query: UserQuery) -> int:
         where, params, joins = _filters(query)
@@ -172,7 +214,7 @@ class SqlUsers(SqlBase):
 
     async def get_user(self, user: UserID) -> UserRecord | None:
         row = await self._run(one(
-            _COLUMNS + " FROM userapi_accounts a" + "".join(_JOINS.values())
+            _COLUMNS + " FROM userapi_accounts a" + _RECORD_JOINS
             + " WHERE a.localpart = %s AND a.server_name = %s",
             (user.localpart, user.server_name)), write=False)
         return None if row is None else _record(row)
