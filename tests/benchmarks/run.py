@@ -28,6 +28,9 @@ Figures (targets from issue 6):
 * send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
 * calls: CPU per token lookup through the storage (coalesced, see calls.py) against the
   one-token statement per call through the bare driver.
+* user list (issue 15, ``--only users``): 100,000 accounts bulk-seeded on SQLite and
+  PostgreSQL; per ``order_by``, the p50 of page 1 against the page at offset 99,900
+  reached through the keyset cursor (deep <= 2x first; see users.py).
 * with ``--synapse auto`` (a cached virtualenv, installed from PyPI on first use) or
   ``--synapse PYTHON`` (one that has matrix-synapse): Synapse serving the same whois and
   server-notice PUTs on the same kind of database (see synapse.py) in the same rotating
