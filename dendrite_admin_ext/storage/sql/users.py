@@ -2,12 +2,14 @@
 
 A list ordered by ``order_by`` is ordered by one key expression (:data:`SORT_KEYS`, the
 SQL twin of :func:`~..types.user_sort_key`) then the localpart, compared byte-wise.  A
-cursor is a row-value comparison ``(key, localpart) > (%s, %s)``, so a page after a
-cursor is an index range scan wherever an index of schema v4 matches the key: for
-``name``, ``creation_ts``, ``admin``, ``is_guest`` and ``deactivated`` a deep page costs
-what the first costs.  The other keys live in other tables (profiles, user types,
-account state) or are computed (last seen); those lists sort their matches on every
-page (see the README, "User administration").
+page after a cursor is two index range scans (the rest of the cursor's key group, then
+the groups after it) wherever an index of schema v4 matches the key: for ``name``,
+``creation_ts``, ``admin``, ``is_guest``, ``deactivated`` (accounts) and
+``displayname``, ``avatar_url`` (profiles: every account has a profile row) a deep page
+costs what the first costs.  ``user_type``, ``locked`` (the package's sparse tables) and
+``last_seen_ts`` (computed from the devices) are a row-value comparison and sort the
+matches on every page.  A page sorts localparts only, then reads the records of those
+(see the README, "User administration").
 """
 
 from __future__ import annotations
