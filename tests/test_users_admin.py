@@ -551,3 +551,27 @@ async def test_switched_off(harness_factory: Any) -> None:
     for method, path in itertools.product(["GET"], [f"{V2}/users", f"{V1}/server_version"]):
         status, err = await call(h, method, path, admin)
         assert (status, err["errcode"]) == (404, "M_UNRECOGNIZED")
+
+
+async def test_migration_v4_gives_every_account_a_profile_row(tmp_path: Any) -> None:
+    """The display name order is served from the profiles (an inner join): an account
+    written without a profile row before schema v4 gets one, and is listed."""
+    from dendrite_admin_ext.storage.sql.ops import exec_
+    from dendrite_admin_ext.storage.sqlite import SqliteStorage
+
+    path = tmp_path / "old.db"
+    st = SqliteStorage(path)
+    await st.open()
+    await st.create_account(NewAccount(uid("old"), None, AccountType.USER, 1), None)
+    await st._run(exec_("DELETE FROM userapi_profiles", ()), write=True)
+    await st._run(exec_("DELETE FROM dendrite_admin_schema_version WHERE version >= 4", ()),
+                  write=True)
+    await st.close()
+    st = SqliteStorage(path)
+    await st.open()
+    try:
+        page = await st.list_users(SERVER, UserQuery(order_by="displayname"), after=None,
+                                   offset=0, limit=10)
+        assert [u.user.localpart for u in page] == ["old"]
+    finally:
+        await st.close()
