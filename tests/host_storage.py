@@ -610,6 +610,9 @@ class HostStorage:
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
         return list(self._logs.get(room_id, []))
 
+    def password_hash(self, user: UserID) -> str | None:
+        return self._accounts[str(user)].password_hash
+
     def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
         data = self._account_data.get((str(user), room_id, "m.tag"), {"tags": {}})
         return dict(data["tags"])

@@ -27,6 +27,14 @@ from dendrite_admin_ext.storage.types import (
 
 from .conftest import REMOTE, SERVER, Harness, User, make_room
 
+
+@pytest.fixture
+async def h(room_harness_factory: Any) -> Harness:
+    """Every HTTP test here runs on memory, SQLite, PostgreSQL and the test host."""
+    harness: Harness = await room_harness_factory()
+    return harness
+
+
 V1 = "/_synapse/admin/v1"
 V2 = "/_synapse/admin/v2"
 V3 = "/_synapse/admin/v3"
