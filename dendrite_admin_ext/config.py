@@ -135,6 +135,7 @@ class EndpointsConfig:
     health: bool = True
     moderation: bool = True
     registration_tokens: bool = True
+    users: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from .storage.protocols import (
     ServerNoticeStore,
     StorageLifecycle,
     TokenStore,
+    UserAdminStore,
     missing_methods,
 )
 
@@ -82,6 +83,8 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             (AccountStore, ClientLoginStore)),
     Feature("registration_tokens", "endpoints.registration_tokens",
             lambda c: c.endpoints.registration_tokens, (RegistrationTokenStore,)),
+    Feature("users", "endpoints.users", lambda c: c.endpoints.users,
+            (AccountStore, RoomStore, UserAdminStore)),
 )}
 
 

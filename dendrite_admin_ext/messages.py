@@ -124,6 +124,9 @@ HOMESERVER_UNREACHABLE = "The homeserver is unavailable, try again shortly"
 HOMESERVER_UNEXPECTED = "The homeserver gave an unexpected answer"
 HOMESERVER_FAILED = "The homeserver failed, try again shortly"
 
+DEACTIVATION_NEEDS_HOMESERVER = ("Beside Dendrite, deactivation parts the user from "
+                                 "Dendrite's rooms through its admin API: set homeserver.url")
+
 USER_LOCKED = "This account has been locked."
 USER_DEACTIVATED = "This account has been deactivated"
 # Client login (SPEC 13): one answer for an unknown user and a wrong password alike.
@@ -171,6 +174,18 @@ def bad_token_length(maximum: int) -> str:
 
 def no_unused_token(length: int) -> str:
     return f"Could not generate an unused token of length {length}; ask for a longer one"
+
+
+def not_one_of(name: str, allowed: list[str]) -> str:
+    return f"Query parameter '{name}' must be one of {allowed}"
+
+
+# User administration (SPEC 9): Synapse's wording where it has one.
+CANNOT_DEMOTE_SELF = "You may not demote yourself."
+DEACTIVATED_AND_LOCKED = "A user can't be deactivated and locked"
+BAD_USER_LIST_FROM = ("Query parameter from must be a string representing a positive "
+                      "integer or a next_token")
+NEXT_TOKEN_OF_ANOTHER_ORDER = "This next_token belongs to another order_by or dir"  # noqa: S105
 
 
 def not_printable(name: str) -> str:

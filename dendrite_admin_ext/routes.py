@@ -15,7 +15,16 @@ from .audit import Audited
 from .auth import Access
 from .config import Config
 from .features import FEATURES
-from .handlers import admin, client_login, moderation, notices, registration, rooms, users
+from .handlers import (
+    admin,
+    client_login,
+    moderation,
+    notices,
+    registration,
+    rooms,
+    user_admin,
+    users,
+)
 from .handlers import registration_tokens as reg_tokens
 
 __all__ = ["CLIENT", "HOST_PREFIXES", "PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
@@ -177,6 +186,44 @@ ROUTES: list[RouteSpec] = [
               Access.PUBLIC, "registration_tokens",
               "Whether a registration token can be used (no auth)",
               rate_limited=True, query=reg_tokens.VALIDITY_QUERY),
+    # -- user administration (SPEC 9).  The paths below /users/{user_id} come before
+    # /users/{user_id} itself: the first route that matches wins.
+    RouteSpec(SYNAPSE, "GET", "/v2/users", user_admin.list_users_v2, Access.ADMIN, "users",
+              "List local accounts (deactivated only with deactivated=true)",
+              query=user_admin.LIST_QUERY),
+    RouteSpec(SYNAPSE, "GET", "/v3/users", user_admin.list_users_v3, Access.ADMIN, "users",
+              "List local accounts (deactivated: absent both, true only, false none)",
+              query=user_admin.LIST_QUERY),
+    RouteSpec(SYNAPSE, "GET", f"/v2/users/{_USER}/devices", user_admin.user_devices,
+              Access.ADMIN, "users", "A local user's devices"),
+    RouteSpec(SYNAPSE, "DELETE", f"/v2/users/{_USER}/devices/{{device_id}}",
+              user_admin.delete_device, Access.ADMIN, "users",
+              "Delete one device of a local user (and its access token)",
+              audit=Audited("deleteDevice", path_param="user_id")),
+    RouteSpec(SYNAPSE, "POST", f"/v2/users/{_USER}/delete_devices", user_admin.delete_devices,
+              Access.ADMIN, "users", "Delete devices of a local user", "synapse_delete_devices",
+              audit=Audited("deleteDevices", path_param="user_id")),
+    RouteSpec(SYNAPSE, "GET", f"/v2/users/{_USER}", user_admin.get_user, Access.ADMIN,
+              "users", "A local account's details (creation_ts in seconds)"),
+    RouteSpec(SYNAPSE, "PUT", f"/v2/users/{_USER}", user_admin.put_user, Access.ADMIN,
+              "users", "Create (201) or modify (200) a local account", "synapse_user",
+              audit=Audited("putUser", path_param="user_id")),
+    RouteSpec(SYNAPSE, "POST", f"/v1/deactivate/{_USER}", user_admin.post_deactivate,
+              Access.ADMIN, "users",
+              "Deactivate a local account: logged out, rooms left, optionally erased",
+              "synapse_deactivate", audit=Audited("deactivate", path_param="user_id")),
+    RouteSpec(SYNAPSE, "POST", f"/v1/reset_password/{_USER}", user_admin.reset_password,
+              Access.ADMIN, "users", "Set a local user's password",
+              "synapse_reset_password", audit=Audited("resetPassword", path_param="user_id")),
+    RouteSpec(SYNAPSE, "GET", f"/v1/users/{_USER}/admin", user_admin.get_admin,
+              Access.ADMIN, "users", "Whether a local account is an admin"),
+    RouteSpec(SYNAPSE, "PUT", f"/v1/users/{_USER}/admin", user_admin.put_admin,
+              Access.ADMIN, "users", "Make a local account an admin or not",
+              "synapse_admin_flag", audit=Audited("setAdmin", path_param="user_id")),
+    RouteSpec(SYNAPSE, "GET", f"/v1/users/{_USER}/joined_rooms", user_admin.joined_rooms,
+              Access.ADMIN, "users", "The rooms a user is joined to"),
+    RouteSpec(SYNAPSE, "GET", "/v1/server_version", user_admin.server_version,
+              Access.PUBLIC, "users", "This server's name and version (no auth)"),
 ]
 
 

@@ -43,6 +43,9 @@ from dendrite_admin_ext.storage.types import (
     RegistrationToken,
     TokenOwner,
     TokenReservation,
+    UserCursor,
+    UserQuery,
+    UserRecord,
     UserRoom,
 )
 
@@ -640,6 +643,133 @@ class HostStorage:
                 await self._finish_session(sid, False)
             return len(old)
 
+    # -- user administration --------------------------------------------------------------
+    def _user_record(self, user_id: str) -> UserRecord | None:
+        row = self._accounts.get(user_id)
+        if row is None:
+            return None
+        a = row.account
+        profile = self._profiles.get(user_id, Profile(None, None))
+        flags = self._flags.get(user_id, set())
+        times = [ts for d in row.devices.values() for ts in d.seen.values()]
+        return UserRecord(a.user, a.account_type, a.is_deactivated, a.created_ts,
+                          a.user_type, a.appservice_id, profile.display_name,
+                          profile.avatar_url, "erased" in flags, "locked" in flags,
+                          "suspended" in flags, max(times, default=None))
+
+    @staticmethod
+    def _fold(text: str) -> str:
+        return "".join(chr(ord(c) + 32) if "A" <= c <= "Z" else c for c in text)
+
+    def _wanted(self, r: UserRecord, q: UserQuery) -> bool:
+        kind = int(r.account_type)
+        checks = [
+            q.guests or kind != 2,
+            q.deactivated is None or q.deactivated == r.is_deactivated,
+            q.admins is None or q.admins == (kind == 3),
+            q.locked or not r.locked,
+            (r.user_type or "") not in q.not_user_types,
+        ]
+        if q.name is not None:
+            n = self._fold(q.name)
+            checks.append(n in self._fold(r.user.localpart)
+                          or n in self._fold(r.display_name or ""))
+        elif q.user_id is not None:
+            checks.append(self._fold(q.user_id) in self._fold(str(r.user)))
+        return all(checks)
+
+    @staticmethod
+    def _key(r: UserRecord, order_by: str) -> int | str:
+        kind = int(r.account_type)
+        keys: dict[str, int | str] = {
+            "displayname": r.display_name or "", "avatar_url": r.avatar_url or "",
+            "user_type": r.user_type or "", "is_guest": int(kind == 2),
+            "admin": int(kind == 3), "deactivated": int(r.is_deactivated),
+            "locked": int(r.locked), "creation_ts": r.created_ts,
+            "last_seen_ts": r.last_seen_ts or 0,
+        }
+        return keys.get(order_by, "")
+
+    def _matching(self, server_name: str, q: UserQuery) -> list[UserRecord]:
+        out = []
+        for user_id in self._accounts:
+            r = self._user_record(user_id)
+            if r is not None and r.user.server_name == server_name and self._wanted(r, q):
+                out.append(r)
+        return out
+
+    async def list_users(self, server_name: str, query: UserQuery, *,
+                         after: UserCursor | None, offset: int,
+                         limit: int) -> list[UserRecord]:
+        await _io()
+        back = query.direction == "b"
+        keyed = sorted((((self._key(r, query.order_by), r.user.localpart), r)
+                        for r in self._matching(server_name, query)), key=lambda p: p[0])
+        if back:
+            keyed.reverse()
+        if after is not None:
+            mark = (after.key, after.localpart)
+            keyed = [(k, r) for k, r in keyed if (k < mark) == back and k != mark]
+        return [r for _, r in keyed][offset:offset + limit]
+
+    async def count_users(self, server_name: str, query: UserQuery) -> int:
+        await _io()
+        return len(self._matching(server_name, query))
+
+    async def get_user(self, user: UserID) -> UserRecord | None:
+        await _io()
+        return self._user_record(str(user))
+
+    async def set_admin(self, user: UserID, admin: bool) -> None:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None:
+            return
+        kind = row.account.account_type
+        if admin:
+            row.account = replace(row.account, account_type=type(kind)(3))
+        elif int(kind) == 3:
+            row.account = replace(row.account, account_type=type(kind)(1))
+
+    async def set_deactivated(self, user: UserID, deactivated: bool) -> None:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is not None:
+            row.account = replace(row.account, is_deactivated=deactivated)
+            if not deactivated:
+                self._flag(user, "erased", False)
+
+    async def revoke_credentials(self, user: UserID) -> None:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is None:
+            return
+        for d in row.devices.values():
+            self._tokens.pop(d.token, None)
+        row.devices = {}
+        row.password_hash = None
+
+    async def delete_devices(self, user: UserID, device_ids: Sequence[str]) -> None:
+        await _io()
+        row = self._accounts.get(str(user))
+        for device_id in device_ids:
+            d = row.devices.pop(device_id, None) if row else None
+            if d is not None:
+                self._tokens.pop(d.token, None)
+
+    async def update_account_state(self, user: UserID, *, erased: bool | None = None,
+                                   locked: bool | None = None) -> None:
+        await _io()
+        for name, value in (("erased", erased), ("locked", locked)):
+            if value is not None:
+                self._flag(user, name, value)
+
+    async def set_user_type(self, user: UserID, user_type: str | None) -> None:
+        await _io()
+        row = self._accounts.get(str(user))
+        if row is not None:
+            row.account = replace(row.account, user_type=user_type)
+
     # -- for tests: what a host's own APIs would do or show ----------------------------
     def set_login_state(self, user: UserID, *, deactivated: bool | None = None,
                         locked: bool | None = None) -> None:
@@ -660,6 +790,9 @@ class HostStorage:
 
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
         return list(self._logs.get(room_id, []))
+
+    def password_hash(self, user: UserID) -> str | None:
+        return self._accounts[str(user)].password_hash
 
     def room_tags(self, user: UserID, room_id: str) -> dict[str, Any]:
         data = self._account_data.get((str(user), room_id, "m.tag"), {"tags": {}})

@@ -215,3 +215,43 @@ async def test_client_maps_dendrites_answers(dendrite_url: str,
     finally:
         await client.close()
 
+
+
+# -- deactivation beside Dendrite (SPEC 8, 9): the rooms part goes through Dendrite -------
+async def test_deactivation_parts_rooms_through_dendrite_and_leaves_readable_rows(
+        aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path,
+        dendrite_url: str, standin: DendriteStandIn) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    db.create_device("alice", "ALICEDEV", "tok-alice", ip="198.51.100.7", user_agent="x")
+    resp = await h.client.post(f"/_synapse/admin/v1/deactivate/{ALICE}", headers=AUTH,
+                               json={"erase": True})
+    assert resp.status == 200, await resp.json()
+    assert ("POST", f"/_dendrite/admin/evacuateUser/{ALICE}") in standin.calls
+    assert ALICE not in standin.user_rooms  # Dendrite parted her from its rooms
+    # Dendrite's own statements still read every row it scans into plain strings.
+    assert db.query("SELECT password_hash FROM userapi_accounts WHERE localpart = $1",
+                    "alice") == [("",)]
+    assert db.select("profile", "alice", SERVER)[0][2:] == ("", "")
+    assert db.select("devices_by_localpart", "alice", SERVER, "") == []
+    assert db.query("SELECT is_deactivated FROM userapi_accounts WHERE localpart = $1",
+                    "alice")[0][0] in (True, 1)
+    # her token is dead, and the details say what happened
+    resp = await h.client.get(f"/_synapse/admin/v1/whois/{ALICE}",
+                              headers={"Authorization": "Bearer tok-alice"})
+    assert resp.status == 401
+    details = await (await h.client.get(f"/_synapse/admin/v2/users/{ALICE}",
+                                        headers=AUTH)).json()
+    assert (details["deactivated"], details["erased"]) == (True, True)
+
+
+async def test_deactivation_without_homeserver_url_is_refused_and_changes_nothing(
+        aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, None)
+    for method, path, body in (
+            ("POST", f"/_synapse/admin/v1/deactivate/{ALICE}", {"erase": True}),
+            ("PUT", f"/_synapse/admin/v2/users/{ALICE}", {"deactivated": True})):
+        resp = await h.client.request(method, path, headers=AUTH, json=body)
+        assert resp.status == 400, path
+        assert (await resp.json())["errcode"] == "M_INVALID_PARAM"
+    assert db.query("SELECT is_deactivated FROM userapi_accounts WHERE localpart = $1",
+                    "alice")[0][0] in (False, 0)

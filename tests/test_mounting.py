@@ -32,7 +32,7 @@ async def test_every_route_resolves(h: Harness, spec: object) -> None:
     path = (spec.full_path.replace("{user_id:.+}", "@alice:test.example")
             .replace("{user:.+}", "alice").replace("{room_id:.+}", "!r:test.example")
             .replace("{user_id:[^/]+}", "@alice:test.example").replace("{txn_id}", "t1")
-            .replace("{token}", "abc"))
+            .replace("{token}", "abc").replace("{device_id}", "DEVICE"))
     resp = await h.client.request(spec.method, path)
     # Resolves: not the 404/405 of an unknown route (which is M_UNRECOGNIZED).
     body = await resp.json()
@@ -42,7 +42,8 @@ async def test_every_route_resolves(h: Harness, spec: object) -> None:
 
 
 async def test_unknown_admin_path_is_json_404(h: Harness) -> None:
-    for path in ("/_dendrite/admin/nope", "/_synapse/admin/v2/users", "/_matrix/client/r0/admin/x"):
+    for path in ("/_dendrite/admin/nope", "/_synapse/admin/v2/nope",
+                 "/_matrix/client/r0/admin/x"):
         resp = await h.client.get(path)
         assert resp.status == 404
         assert await resp.json() == {"errcode": "M_UNRECOGNIZED",

@@ -278,7 +278,7 @@ def test_error_codes_arrive_as_json(stack: Stack) -> None:
         ("POST", "/_dendrite/admin/evacuateUser/%40alice%3Atest.example",
          stack.alice["access_token"], 403, "M_FORBIDDEN"),
         ("GET", "/_dendrite/admin/nothing/here", None, 404, "M_UNRECOGNIZED"),
-        ("GET", "/_synapse/admin/v2/users", None, 404, "M_UNRECOGNIZED"),
+        ("GET", "/_synapse/admin/v2/nothing/here", None, 404, "M_UNRECOGNIZED"),
         ("GET", "/_dendrite/admin/resetPassword/alice", None, 405, "M_UNRECOGNIZED"),
     ]
     for method, path, token, status, errcode in cases:

@@ -34,6 +34,11 @@ __all__ = [
     "UserRoom",
     "RegistrationToken",
     "TokenReservation",
+    "USER_ORDERS",
+    "UserCursor",
+    "UserQuery",
+    "UserRecord",
+    "user_sort_key",
 ]
 
 
@@ -258,3 +263,90 @@ class TokenReservation(enum.Enum):
     INVALID = "invalid"
     # The session had reserved a use of another token: nothing changed.
     TOKEN_CHANGED = "token_changed"  # noqa: S105 (a state's name, not a secret)
+
+
+# -- user administration (SPEC 9) ------------------------------------------------------------
+# The ``order_by`` values of Synapse's user list that map to this package's data
+# (``shadow_banned`` is always false here, so it orders by name alone).
+USER_ORDERS = ("name", "displayname", "is_guest", "admin", "deactivated", "user_type",
+               "avatar_url", "shadow_banned", "creation_ts", "last_seen_ts", "locked")
+
+
+@dataclass(frozen=True, slots=True)
+class UserQuery:
+    """The filters and order of Synapse's ``GET /_synapse/admin/v2|v3/users``.
+
+    ``user_id``: substring of the whole user ID; ``name``: substring of the localpart
+    or of the display name (when given, ``user_id`` is ignored, as Synapse does); both
+    compare with ASCII letters case-folded.  ``guests`` False excludes guests.
+    ``deactivated``: None = no filter, True = only deactivated, False = exclude them.
+    ``admins``: None = both, True = only admins, False = exclude admins.  ``locked``
+    False excludes locked accounts (True: no filter).  ``not_user_types`` excludes
+    accounts of those types; ``""`` in it excludes accounts without a type.
+    ``order_by`` is one of :data:`USER_ORDERS`; ``direction`` ``"f"`` (ascending) or
+    ``"b"``; ties are broken by localpart in the same direction."""
+
+    user_id: str | None = None
+    name: str | None = None
+    guests: bool = True
+    deactivated: bool | None = False
+    admins: bool | None = None
+    locked: bool = False
+    not_user_types: tuple[str, ...] = ()
+    order_by: str = "name"
+    direction: str = "f"
+
+
+@dataclass(frozen=True, slots=True)
+class UserCursor:
+    """A keyset position in a user list: the sort key of the last row seen (see
+    :func:`user_sort_key`) and its localpart.  The next page starts after it."""
+
+    key: int | str
+    localpart: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """One account as user administration shows it.  ``created_ts`` and
+    ``last_seen_ts`` are ms; ``last_seen_ts`` is the newest sighting of any of the
+    user's devices (None if never seen); ``display_name``/``avatar_url`` come from the
+    global profile; ``erased``/``locked``/``suspended`` from :class:`AccountState`."""
+
+    user: UserID
+    account_type: AccountType
+    is_deactivated: bool
+    created_ts: int
+    user_type: str | None = None
+    appservice_id: str | None = None
+    display_name: str | None = None
+    avatar_url: str | None = None
+    erased: bool = False
+    locked: bool = False
+    suspended: bool = False
+    last_seen_ts: int | None = None
+
+
+def user_sort_key(record: UserRecord, order_by: str) -> int | str:
+    """The value a user list ordered by ``order_by`` sorts ``record`` by (before the
+    localpart, which breaks ties): text compares by code point, booleans are 0/1,
+    an absent text or time is ``""`` / 0."""
+    if order_by == "displayname":
+        return record.display_name or ""
+    if order_by == "avatar_url":
+        return record.avatar_url or ""
+    if order_by == "user_type":
+        return record.user_type or ""
+    if order_by == "is_guest":
+        return int(record.account_type == AccountType.GUEST)
+    if order_by == "admin":
+        return int(record.account_type == AccountType.ADMIN)
+    if order_by == "deactivated":
+        return int(record.is_deactivated)
+    if order_by == "locked":
+        return int(record.locked)
+    if order_by == "creation_ts":
+        return record.created_ts
+    if order_by == "last_seen_ts":
+        return record.last_seen_ts or 0
+    return ""  # name, shadow_banned: the localpart alone

@@ -28,6 +28,9 @@ Figures (targets from issue 6):
 * send_server_notice PUT rps per backend, new and repeated txnIds, vs the ceiling.
 * calls: CPU per token lookup through the storage (coalesced, see calls.py) against the
   one-token statement per call through the bare driver.
+* user list (issue 15, ``--only users``): 100,000 accounts bulk-seeded on SQLite and
+  PostgreSQL; per ``order_by``, the p50 of page 1 against the page at offset 99,900
+  reached through the keyset cursor (deep <= 2x first; see users.py).
 * with ``--synapse auto`` (a cached virtualenv, installed from PyPI on first use) or
   ``--synapse PYTHON`` (one that has matrix-synapse): Synapse serving the same whois and
   server-notice PUTs on the same kind of database (see synapse.py) in the same rotating
@@ -86,12 +89,16 @@ class Profile:
     evac_sizes: tuple[int, int]
     evac_rounds: int
     call_count: int
+    # User list: accounts seeded, rounds of (first page, deep page) per order_by.
+    user_count: int = 100_000
+    user_rounds: int = 15
 
 
 PROFILES = {
     "full": Profile("full", 5, 3.0, 0.5, 32, 4.0, 200_000, (10_000, 50_000), 3, 20_000),
-    "quick": Profile("quick", 3, 1.0, 0.3, 32, 2.0, 20_000, (2_000, 10_000), 1, 5_000),
-    "smoke": Profile("smoke", 1, 0.2, 0.05, 4, 0.3, 300, (40, 200), 1, 200),
+    "quick": Profile("quick", 3, 1.0, 0.3, 32, 2.0, 20_000, (2_000, 10_000), 1, 5_000,
+                     20_000, 7),
+    "smoke": Profile("smoke", 1, 0.2, 0.05, 4, 0.3, 300, (40, 200), 1, 200, 500, 1),
 }
 
 
@@ -652,7 +659,36 @@ def write_results(path: Path, p: Profile, report: Report, seconds: float) -> Non
     path.write_text("\n".join(lines) + ("\n" + commentary if commentary else ""))
 
 
-SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls")
+def bench_users(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+    """Synapse's user list over ``p.user_count`` accounts: the page at offset
+    ``count - 100`` through the keyset cursor against page 1, per order_by (SPEC 9)."""
+    from .users import bench_user_list, migrate_sqlite, seed_accounts
+
+    for name in backends.names:
+        if name == "memory":
+            continue
+        database = backends.database(name)
+        if name == "sqlite":
+            migrate_sqlite(Path(database["path"]))
+        started = time.perf_counter()
+        seed_accounts(database, p.user_count, SERVER_NAME)
+        report.notes.append(f"user list, {name}: {p.user_count:,} accounts seeded in "
+                            f"{time.perf_counter() - started:.1f} s")
+        server = bench_server(folder / f"users-{name}", database=database)
+
+        def add_row(order: str, first: float, deep: float, offset: int,
+                    backend: str = name) -> None:
+            ratio = deep / first
+            report.add(Row(f"user list p50, {backend}, order_by={order}, from {offset:,}"
+                           " (cursor)", f"{deep * 1000:.1f} ms",
+                           f"page 1: {first * 1000:.1f} ms", f"{ratio:.2f}x", "<= 2.00x",
+                           ratio <= 2.0))
+
+        with serving(server):
+            bench_user_list(server, p.user_rounds, add_row, name, p.user_count)
+
+
+SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls", "users")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -702,6 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_evacuation(p, backends, report, folder)
         if "calls" in only:
             bench_calls(p, backends, report, folder)
+        if "users" in only:
+            bench_users(p, backends, report, folder)
     seconds = time.perf_counter() - started
     print()
     print(report.table())

@@ -10,10 +10,11 @@ from .client_login import MemoryClientLogin
 from .core import MemoryCore
 from .moderation import MemoryModeration
 from .registration_tokens import MemoryRegistrationTokens
+from .users import MemoryUsers
 
 __all__ = ["MemoryStorage"]
 
 
 class MemoryStorage(MemoryCore, MemoryModeration, MemoryClientLogin,
-                    MemoryRegistrationTokens):
+                    MemoryRegistrationTokens, MemoryUsers):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

@@ -30,6 +30,7 @@ from .nonces import NonceStore
 from .notices import ServerNoticeStore
 from .registration_tokens import RegistrationTokenStore
 from .rooms import RoomStore
+from .users import UserAdminStore
 
 __all__ = [
     "AccountStore",
@@ -43,6 +44,7 @@ __all__ = [
     "StorageLifecycle",
     "TokenStore",
     "RegistrationTokenStore",
+    "UserAdminStore",
     "missing_methods",
     "protocol_methods",
 ]
@@ -50,7 +52,7 @@ __all__ = [
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
                    ServerNoticeStore, AuditStore, ModerationStore, ClientLoginStore,
-                   RegistrationTokenStore, Protocol):
+                   RegistrationTokenStore, UserAdminStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

@@ -12,11 +12,13 @@ from .core import SqlCore
 from .moderation import SqlModeration
 from .ops import Op, Result, Stmt, drive_sync
 from .registration_tokens import SqlRegistrationTokens
+from .users import SqlUsers
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore, SqlModeration, SqlClientLogin, SqlRegistrationTokens):
+class SqlStorage(SqlCore, SqlModeration, SqlClientLogin, SqlRegistrationTokens,
+                 SqlUsers):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,

@@ -24,7 +24,9 @@ class SqlClientLogin(SqlBase):
             (user.localpart, user.server_name)), write=False)
         if row is None:
             return None
-        return LoginAccount(user, row[0], AccountType(row[1]), bool(row[2]), bool(row[3]))
+        # '' is "no password" as Dendrite stores it (a cleared hash is written so too).
+        return LoginAccount(user, row[0] or None, AccountType(row[1]), bool(row[2]),
+                            bool(row[3]))
 
     async def create_login_device(self, user: UserID, device: NewDevice,
                                   created_ts: int) -> bool:

@@ -386,7 +386,46 @@ _V3 = Migration(
     ),
 )
 
+_V4 = Migration(
+    4,
+    "User administration: indexes for keyset pages of the user list",
+    statements=(),
+    # Synapse's user list (SPEC 9) pages by (sort key, localpart) within one server
+    # name, compared byte-wise; each index below serves one order_by (see
+    # storage/sql/users.py SORT_KEYS: the expressions must stay identical).  They are
+    # on Dendrite's tables, so only when the package owns the schema: beside Dendrite
+    # none is created (SPEC 8) and deep pages there are scans.
+    owned=(
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_name_idx
+            ON userapi_accounts (server_name, localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_created_idx
+            ON userapi_accounts (server_name, created_ts, localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_admin_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN account_type = 3 THEN 1 ELSE 0 END), localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_guest_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN account_type = 2 THEN 1 ELSE 0 END), localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_accounts_deactivated_idx
+            ON userapi_accounts (server_name,
+                (CASE WHEN is_deactivated THEN 1 ELSE 0 END), localpart {binary})""",
+        # Ordering by display name or avatar drives the page from the profiles (an
+        # inner join): every account has a profile row, as Dendrite and create_account
+        # write one; accounts made without one earlier get an empty one here.
+        """INSERT INTO userapi_profiles (localpart, server_name, display_name, avatar_url)
+            SELECT a.localpart, a.server_name, '', '' FROM userapi_accounts a
+            WHERE NOT EXISTS (SELECT 1 FROM userapi_profiles p
+                WHERE p.localpart = a.localpart AND p.server_name = a.server_name)""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_profiles_displayname_idx
+            ON userapi_profiles (server_name, (COALESCE(display_name, '') {binary}),
+                localpart {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_profiles_avatar_idx
+            ON userapi_profiles (server_name, (COALESCE(avatar_url, '') {binary}),
+                localpart {binary})""",
+    ),
+)
+
 # Every feature's schema changes, in version order.  Versions are assigned per feature
 # as they are written; a version, once released, is never edited.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = MIGRATIONS[-1].version
