@@ -24,6 +24,7 @@ __all__ = [
     "DatabaseConfig",
     "EndpointsConfig",
     "HttpConfig",
+    "JobsConfig",
     "ListenConfig",
     "LoggingConfig",
     "PasswordConfig",
@@ -111,6 +112,23 @@ class EndpointsConfig:
     audit: bool = True
     openapi: bool = True
     health: bool = True
+    rooms: bool = True
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Durable jobs (SPEC 11): room deletion and broadcast."""
+
+    # A worker holds a job this long without renewing (every third of it); a job whose
+    # worker died is resumed by another worker this long after its last renewal.
+    lease_seconds: float = 30.0
+    # How often an idle worker looks for jobs (others' new and abandoned ones; its own
+    # new jobs start at once).
+    poll_interval: float = 2.0
+    # Jobs one worker runs at once.
+    concurrency: int = 2
+    # Members parted, or users notified, per recorded step.
+    batch_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,7 @@ class Config:
     http: HttpConfig = HttpConfig()
     audit: AuditConfig = AuditConfig()
     logging: LoggingConfig = LoggingConfig()
+    jobs: JobsConfig = JobsConfig()
 
 
 def _read_secret_file(path: Path, key: tuple[str, ...]) -> str:
@@ -241,6 +260,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         http=http,
         audit=AuditConfig(**raw.get("audit", {})),
         logging=LoggingConfig(**raw.get("logging", {})),
+        jobs=JobsConfig(**raw.get("jobs", {})),
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 import weakref
 from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractRoute
@@ -18,6 +18,9 @@ from .events import now_ms
 from .passwords import PasswordHasher
 from .storage.protocols import AdminStorage
 from .validation import Schemas, read_json_body
+
+if TYPE_CHECKING:
+    from .services.jobs import JobRunner
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context"]
 
@@ -81,6 +84,8 @@ class AdminContext:
     # The body validator of each mounted route that takes a body, from its
     # RouteSpec.body_schema: the route table is the one place that names the schema.
     body_validators: dict[AbstractRoute, Draft202012Validator] = field(default_factory=dict)
+    # This worker's runner of durable jobs (SPEC 11); None when no feature uses jobs.
+    jobs: JobRunner | None = None
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request's JSON body: size-checked, parsed, and valid against its route's

@@ -16,7 +16,10 @@ from .config import Config
 from .storage.protocols import (
     AccountStore,
     AuditStore,
+    BroadcastStore,
+    JobStore,
     NonceStore,
+    RoomDirectoryStore,
     RoomStore,
     ServerNoticeStore,
     StorageLifecycle,
@@ -57,6 +60,12 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("audit", "endpoints.audit", lambda c: c.endpoints.audit, ()),
     Feature("openapi", "endpoints.openapi", lambda c: c.endpoints.openapi, ()),
     Feature("health", "endpoints.health", lambda c: c.endpoints.health, ()),
+    # Room administration with deletion as a durable job, and the jobs endpoints.
+    Feature("rooms", "endpoints.rooms", lambda c: c.endpoints.rooms,
+            (AccountStore, RoomStore, RoomDirectoryStore, JobStore)),
+    # A server notice to every local user, as a durable job.
+    Feature("broadcast", "server_notices.enabled", lambda c: c.server_notices.enabled,
+            (AccountStore, RoomStore, ServerNoticeStore, JobStore, BroadcastStore)),
 )}
 
 

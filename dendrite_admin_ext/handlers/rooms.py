@@ -6,9 +6,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..context import get_context
+from ..errors import NotFound
 from ..identifiers import parse_room_id
 from ..responses import json_response
 from ..services import evacuation as rooms
+from ..services.room_admin import preview_room_members, preview_user_rooms
+from .rooms_admin import dry_run, dry_run_body
 from .users import local_user
 
 __all__ = ["evacuate_room", "evacuate_user"]
@@ -17,10 +20,18 @@ __all__ = ["evacuate_room", "evacuate_user"]
 async def evacuate_room(request: web.Request) -> web.Response:
     ctx = get_context(request)
     room_id = parse_room_id(request.match_info["room_id"])
+    if dry_run(request):  # SPEC 11: who would be parted, nothing changed
+        if not await ctx.storage.room_exists(room_id):
+            raise NotFound(f"Unknown room {room_id}")
+        return dry_run_body(*await preview_room_members(ctx, room_id))
     return json_response({"affected": await rooms.evacuate_room(ctx, room_id)})
 
 
 async def evacuate_user(request: web.Request) -> web.Response:
     ctx = get_context(request)
     user = local_user(request.match_info["user_id"], ctx.config.server_name)
+    if dry_run(request):  # SPEC 11: the rooms it would leave, nothing changed
+        if await ctx.storage.get_account(user) is None:
+            raise NotFound(f"Unknown user {user}")
+        return dry_run_body(*await preview_user_rooms(ctx, user))
     return json_response({"affected": await rooms.evacuate_user(ctx, user)})

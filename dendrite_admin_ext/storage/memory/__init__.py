@@ -7,9 +7,11 @@ one; the contract suite in ``tests/test_storage_contract.py`` checks that they d
 from __future__ import annotations
 
 from .core import MemoryCore
+from .jobs import MemoryJobs
+from .rooms_admin import MemoryRoomDirectory
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore):
+class MemoryStorage(MemoryRoomDirectory, MemoryJobs, MemoryCore):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

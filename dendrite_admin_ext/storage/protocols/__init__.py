@@ -23,9 +23,12 @@ from typing import Protocol
 from .accounts import AccountStore
 from .audit import AuditStore
 from .auth import TokenStore
+from .broadcast import BroadcastStore
+from .jobs import JobStore
 from .lifecycle import StorageLifecycle
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
+from .room_directory import RoomDirectoryStore
 from .rooms import RoomStore
 
 __all__ = [
@@ -38,12 +41,16 @@ __all__ = [
     "StorageLifecycle",
     "TokenStore",
     "missing_methods",
+    "RoomDirectoryStore",
+    "JobStore",
+    "BroadcastStore",
     "protocol_methods",
 ]
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
-                   ServerNoticeStore, AuditStore, Protocol):
+                   ServerNoticeStore, AuditStore, RoomDirectoryStore, JobStore,
+                   BroadcastStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

@@ -8,12 +8,14 @@ drive its operations.
 from __future__ import annotations
 
 from .core import SqlCore
+from .jobs import SqlJobs
 from .ops import Op, Result, Stmt, drive_sync
+from .rooms_admin import SqlRoomDirectory
 
 __all__ = ["Op", "Result", "SqlStorage", "Stmt", "drive_sync"]
 
 
-class SqlStorage(SqlCore):
+class SqlStorage(SqlRoomDirectory, SqlJobs, SqlCore):
     """Every storage protocol over Dendrite's tables and ours (see :mod:`.schema`).
 
     ``open``/``close`` nest: the storage stays open until every opener has closed it,
