@@ -706,6 +706,10 @@ class HostStorage:
             device.access_token, device.display_name)
         self._tokens[device.access_token] = (str(user), device.device_id)
 
+    def set_account_flags(self, user: UserID, **changes: Any) -> None:
+        row = self._accounts[str(user)]
+        row.account = replace(row.account, **changes)
+
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
         return list(self._logs.get(room_id, []))
 
