@@ -23,7 +23,7 @@ from ..errors import StorageUnavailableError
 from ..identifiers import UserID
 from ..storage.types import JobStep, NoticeTxnKey
 from .jobs import JobRun
-from .notices import Notice, send_server_notice_once, system_user
+from .notices import Notice, send_recorded_notice, system_user
 
 __all__ = ["BROADCAST", "run_broadcast"]
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 BROADCAST = "broadcast_server_notice"
 # Notices of one page in flight at once: enough to overlap the database's round trips,
 # few enough to leave connections for requests.
-IN_FLIGHT = 8
+IN_FLIGHT = 16
 
 
 async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
@@ -50,7 +50,9 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
     async def notify(user: UserID) -> bool:
         async with gate:
             try:
-                await send_server_notice_once(
+                # The account was just listed, and the send records the key with the
+                # event (a repeat returns the first event): no pre-reads needed.
+                await send_recorded_notice(
                     ctx, Notice(user, event_type, content),
                     NoticeTxnKey(system, f"broadcast:{job.job_id}", str(user)))
                 return True

@@ -56,6 +56,7 @@ __all__ = [
     "purge_old_txns",
     "send_server_notice",
     "send_server_notice_once",
+    "send_recorded_notice",
     "system_user",
 ]
 
@@ -329,6 +330,19 @@ async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> st
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         ctx.detach(_purge_quietly(ctx))  # housekeeping: not on this request's time
     return kept
+
+
+async def send_recorded_notice(ctx: AdminContext, notice: Notice,
+                               key: NoticeTxnKey) -> str:
+    """For a sender that already knows the user exists (the broadcast, SPEC 11): send
+    the notice with ``key`` recorded in the event's own transaction, without the
+    pre-reads of :func:`send_server_notice_once` (a repeat of ``key`` still sends
+    nothing and returns the first event ID)."""
+    async def send() -> str:
+        async with ctx.locks(("notice_txn", key)):
+            return await _send(ctx, notice, key)
+
+    return await run_to_completion(ctx, send())
 
 
 async def _purge_quietly(ctx: AdminContext) -> None:

@@ -104,14 +104,18 @@ class SqlRoomDirectory(SqlBase):
     def _update_room_summary(
         self, room_id: str, changes: Mapping[tuple[str, str], Mapping[str, Any]]
     ) -> Op[None]:
-        if ("m.room.create", "") in changes:
+        creating = ("m.room.create", "") in changes
+        if creating:
+            # A new room: everything in it is new, nothing to compare with.
             yield Stmt("INSERT INTO dendrite_admin_room_summary (room_id) VALUES (%s)"
                        " ON CONFLICT DO NOTHING", (room_id,))
         members = [sk for (t, sk) in changes if t == "m.room.member"]
-        others = sorted({t for (t, _sk) in changes if t != "m.room.member"})
+        others = [] if creating else sorted({t for (t, _sk) in changes
+                                             if t != "m.room.member"})
+        members_to_read = [] if creating else members
         old_members: dict[str, str] = {}
-        for start in range(0, len(members), CHUNK_ROWS):
-            chunk = members[start:start + CHUNK_ROWS]
+        for start in range(0, len(members_to_read), CHUNK_ROWS):
+            chunk = members_to_read[start:start + CHUNK_ROWS]
             res = yield Stmt(with_keys(
                 "SELECT user_id, membership FROM dendrite_admin_memberships"
                 " WHERE room_id = %s AND user_id IN ({keys})", len(chunk)),
