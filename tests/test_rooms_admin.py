@@ -191,3 +191,38 @@ async def test_summary_follows_state_changes(rh: Harness) -> None:
     assert r["state_events"] == 2 + 3 + 3  # members a, u1; create, pl, rules; 3 more
     _, found = await get(rh, ROOMS, admin, search_term="#NEW")
     assert found["total_rooms"] == 1
+
+
+async def test_v5_backfill_matches_live_summaries(rh: Harness) -> None:
+    """Rooms stored before schema v5 get the summaries that v5's back-fill computes
+    from their state: the same as the ones kept up to date live."""
+    from dendrite_admin_ext.storage.sql import SqlStorage
+    from dendrite_admin_ext.storage.sql.ops import exec_
+    from dendrite_admin_ext.storage.sql.schema import MIGRATIONS
+    from dendrite_admin_ext.storage.types import RoomListQuery
+
+    storage = rh.storage
+    if not isinstance(storage, SqlStorage):
+        return  # only the SQL backends migrate
+    creator = UserID.from_stored(local("u1"))
+    rooms = [await named_room(rh, "Beta", local("u1"), joined=[local("a"), f"@r:{REMOTE}"]),
+             await named_room(rh, None, local("u2"))]
+    from dendrite_admin_ext.storage.types import NewRoom
+    rooms.append(await storage.create_room(NewRoom(
+        creator, "10", {"m.federate": False, "type": "m.space"},
+        (("m.room.member", str(creator), {"membership": "join"}),))))
+    await storage.send_state_event(rooms[0], creator, "m.room.encryption", "",
+                                   {"algorithm": "m.megolm.v1.aes-sha2"})
+    await storage.send_state_event(rooms[0], creator, "m.room.canonical_alias", "",
+                                   {"alias": "#b:" + SERVER})
+    query = RoomListQuery(limit=10)
+    live = await storage.list_rooms(query, SERVER)
+    assert [(r.federatable, r.room_type) for r in live.rooms if r.room_id == rooms[2]] == [
+        (False, "m.space")]
+    await storage._run(exec_("DELETE FROM dendrite_admin_room_summary"), write=True)
+    await storage._run(exec_("DELETE FROM dendrite_admin_room_server_members"), write=True)
+    assert (await storage.list_rooms(query, SERVER)).total == 0
+    [v5] = [m for m in MIGRATIONS if m.version == 5]
+    for statement in v5.for_dialect(storage.dialect)[-2:]:
+        await storage._run(exec_(statement), write=True)
+    assert await storage.list_rooms(query, SERVER) == live

@@ -316,8 +316,9 @@ def _summary_backfill(dialect_name: str) -> tuple[str, ...]:
         state("m.room.encryption", "algorithm"),
         state("m.room.create", "type"),
         # m.federate is a JSON boolean: false only when written so.
-        "COALESCE(" + state("m.room.create", "m.federate") + " NOT IN ('false', '0'),"
-        " TRUE)",
+        "COALESCE(" + (state("m.room.create", "m.federate") if dialect_name == "postgres"
+                       else state("m.room.create", "m.federate").replace(
+                           "json_extract(", "json_type(")) + " <> 'false', TRUE)",
         state("m.room.tombstone", "replacement_room"),
         "(SELECT COUNT(*) FROM dendrite_admin_memberships m WHERE m.room_id = r.room_id"
         " AND m.membership = 'join')",
