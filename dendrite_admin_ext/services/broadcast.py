@@ -9,6 +9,9 @@ created or re-joined as ``send_server_notice`` does) with a transaction key of i
 written in one storage transaction, so a page repeated after a crash sends nothing to
 the users it had already reached — each user gets the notice exactly once.  The
 notices of one page are sent a few at a time concurrently; memory holds one page.
+A storage with ``send_first_notices`` (the shipped SQL backends) creates the rooms and
+sends the notices of every user of a page who has no notices room yet in one
+transaction of a few multi-row statements, with the same transaction keys.
 """
 
 from __future__ import annotations
@@ -23,7 +26,14 @@ from ..errors import StorageUnavailableError
 from ..identifiers import UserID
 from ..storage.types import JobStep, NoticeTxnKey
 from .jobs import JobRun
-from .notices import Notice, send_recorded_notice, system_user
+from .notices import (
+    SERVER_NOTICE_TAG,
+    Notice,
+    ensure_system_user,
+    notice_room_template,
+    send_recorded_notice,
+    system_user,
+)
 
 __all__ = ["BROADCAST", "run_broadcast"]
 
@@ -62,6 +72,8 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
                 log.warning("job %s: notice to %s failed", job.job_id, user, exc_info=True)
                 return False
 
+    # Optional (the shipped SQL backends have it): first notices of a page in bulk.
+    bulk: Any = getattr(ctx.storage, "send_first_notices", None)
     while True:
         users = await ctx.storage.get_notice_recipients(
             ctx.config.server_name, after=after, limit=batch,
@@ -71,7 +83,17 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
             break
         targets = [u for u in users if u != system]
         try:
-            sent = await asyncio.gather(*(notify(u) for u in targets))
+            first: Mapping[UserID, str] = {}
+            if bulk is not None and targets:
+                # Users without a notices room yet get room and notice in one go.
+                await ensure_system_user(ctx)
+                first = await bulk(
+                    targets, notice_room_template(ctx, system), tag=SERVER_NOTICE_TAG,
+                    auto_join=ctx.config.server_notices.auto_join, event_type=event_type,
+                    content=content, txn_device=f"broadcast:{job.job_id}",
+                    txn_ts=ctx.clock())
+            sent = [True] * len(first) + list(await asyncio.gather(
+                *(notify(u) for u in targets if u not in first)))
         except StorageUnavailableError:
             # Notices already sent in this page are recorded with their keys: the
             # retry sends only the others.

@@ -15,8 +15,10 @@ on a throw-away cluster (``tests/postgres.py``, fsync off).  Figures:
   gets a new notices room — in notices per second (target on PostgreSQL: at least
   1,000/s) with the peak RSS growth of this process during the job (target: at most
   100 MiB).
-* ``listing``: ``list_rooms`` over 20,000 rooms, the first page against the last
-  (``from`` = 19,900), median of 21 calls each (target: at most 2x).
+* ``listing``: ``list_rooms`` over 20,000 rooms, the first page against the middle
+  one (``from`` = 10,000: the deepest walk, as pages in the second half are read from
+  the other end) and the last (``from`` = 19,900), median of 21 calls each (target:
+  at most 2x).
 
 Seeding writes rows directly (accounts, room and summary rows) where the figure does
 not depend on how they were made; rooms to part are made through the protocol.
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 from aiohttp import web
 
 from dendrite_admin_ext import parse_config, setup_admin
@@ -152,22 +155,36 @@ async def bench_listing(storage: SqlStorage, name: str, rooms: int) -> list[str]
         " joined_members, state_events)", 5,
         [(f"!r{i:06d}:{SERVER}", f"room {(i * 7919) % rooms:06d}", "public", i % 50, 3)
          for i in range(rooms)]), write=True)
+    if isinstance(storage, PostgresStorage):
+        # The steady state autovacuum keeps: statistics and the visibility map (for
+        # index-only scans).  VACUUM needs a connection outside any transaction.
+        conn = psycopg2.connect(storage.dsn)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                for table in ("dendrite_admin_room_summary", "dendrite_admin_rooms"):
+                    cur.execute(f"VACUUM ANALYZE {table}")  # fixed names
+        finally:
+            conn.close()
     out = []
+    middle, last = rooms // 2, rooms - 100
     for order in ("name", "joined_members"):
-        timings: dict[int, list[float]] = {0: [], rooms - 100: []}
+        timings: dict[int, list[float]] = {0: [], middle: [], last: []}
         for r in range(21):
-            for offset in ((0, rooms - 100) if r % 2 == 0 else (rooms - 100, 0)):
+            offsets = [0, middle, last]
+            for offset in offsets[r % 3:] + offsets[:r % 3]:
                 started = time.perf_counter()
                 page = await storage.list_rooms(RoomListQuery(order_by=order, offset=offset,
                                                               limit=100), SERVER)
                 timings[offset].append(time.perf_counter() - started)
                 assert len(page.rooms) == 100 and page.total == rooms
         first = statistics.median(timings[0]) * 1000
-        deep = statistics.median(timings[rooms - 100]) * 1000
-        out.append(f"| room list over {rooms:,} rooms, order_by={order}, {name} |"
-                   f" deep page (from={rooms - 100:,}) {deep:.1f} ms |"
-                   f" first page {first:.1f} ms | {deep / first:.2f}x | <= 2x |"
-                   f" {'ok' if deep / first <= 2 else 'MISSED'} |")
+        for offset in (middle, last):
+            deep = statistics.median(timings[offset]) * 1000
+            out.append(f"| room list over {rooms:,} rooms, order_by={order}, {name} |"
+                       f" page from={offset:,}: {deep:.1f} ms |"
+                       f" first page {first:.1f} ms | {deep / first:.2f}x | <= 2x |"
+                       f" {'ok' if deep / first <= 2 else 'MISSED'} |")
     del ctx
     return out
 

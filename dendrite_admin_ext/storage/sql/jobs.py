@@ -9,13 +9,15 @@ holding the job, so a worker that lost its lease changes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...events import ROOM_VERSION, build_event, member_profile, new_room_id
 from ...identifiers import UserID
-from ..types import AccountType, Job, JobStep
+from ..types import AccountType, Job, JobStep, NewRoom
 from .base import SqlBase
-from .ops import Op, Stmt, dumps, insert_rows, one, select
+from .ops import CHUNK_ROWS, Op, Stmt, dumps, insert_rows, one, select, with_keys
+from .rooms_admin import summary_fields
 
 __all__ = ["SqlJobs"]
 
@@ -193,3 +195,136 @@ class SqlJobs(SqlBase):
             " WHERE " + " AND ".join(where) + " ORDER BY a.localpart {binary} LIMIT %s",
             (*params, max(0, limit))), write=False)
         return [UserID(r[0], server_name) for r in rows]
+
+    # -- broadcast: first notices in bulk (optional accelerator) ---------------------
+    async def send_first_notices(
+        self, users: Sequence[UserID], room: NewRoom, *, tag: str, auto_join: bool,
+        event_type: str, content: Mapping[str, Any], txn_device: str, txn_ts: int,
+    ) -> dict[UserID, str]:
+        """For each user with no notices room recorded yet, in one transaction: create
+        ``room`` with the user's invite (carrying its profile) appended to its initial
+        state (and, with ``auto_join``, the user's join), tag it, record it as the
+        user's notices room, and send the notice from ``room.creator`` recording the
+        transaction key (``room.creator``, ``txn_device``, user ID) with it — as
+        ``create_server_notice_room`` then ``send_event(txn=…)`` would, in a handful of
+        multi-row statements for the whole page.  Users that have a room recorded are
+        left out (the caller sends theirs the usual way).  Returns {user: event ID}."""
+        if not users:
+            return {}
+        return await self._run(self._first_notices(
+            users, room, tag, auto_join, event_type, content, txn_device, txn_ts),
+            write=True)
+
+    @staticmethod
+    def _first_notices(users: Sequence[UserID], room: NewRoom, tag: str, auto_join: bool,
+                       event_type: str, content: Mapping[str, Any], txn_device: str,
+                       ts: int) -> Op[dict[UserID, str]]:
+        sender = str(room.creator)
+        server = room.creator.server_name
+        planned = {str(u): new_room_id(server) for u in users}
+        claimed: list[str] = []
+        pairs = list(planned.items())
+        for start in range(0, len(pairs), CHUNK_ROWS):
+            chunk = pairs[start:start + CHUNK_ROWS]
+            res = yield Stmt(  # placeholders only, values as parameters
+                "INSERT INTO dendrite_admin_server_notice_rooms (user_id, room_id) VALUES "  # noqa: S608
+                + ", ".join(["(%s, %s)"] * len(chunk))
+                + " ON CONFLICT DO NOTHING RETURNING user_id",
+                [v for pair in chunk for v in pair], reuse=False)
+            claimed += [r[0] for r in res.rows]
+        if not claimed:
+            return {}
+        profiles: dict[str, tuple[str | None, str | None]] = {}
+        by_id = {str(u): u for u in users}
+        for start in range(0, len(claimed), CHUNK_ROWS):
+            some = [by_id[c] for c in claimed[start:start + CHUNK_ROWS]]
+            res = yield Stmt(with_keys(
+                "SELECT localpart, server_name, display_name, avatar_url"
+                " FROM userapi_profiles WHERE server_name = %s AND localpart IN ({keys})",
+                len(some)), [server, *(u.localpart for u in some)], reuse=False)
+            for r in res.rows:
+                profiles[str(UserID(r[0], r[1]))] = (r[2], r[3])
+        version = room.room_version or ROOM_VERSION
+        rooms, events, state_rows, members, summaries, tags, txns = ([] for _ in range(7))
+        counts: dict[tuple[str, str], int] = {}
+        out: dict[UserID, str] = {}
+        for user_id in claimed:
+            room_id = planned[user_id]
+            name, avatar = profiles.get(user_id, (None, None))
+            profile = {k: v for k, v in (("displayname", name), ("avatar_url", avatar))
+                       if v is not None}
+            items: list[tuple[str, str, str | None, Mapping[str, Any]]] = [
+                (sender, "m.room.create", "", {**room.create_content,
+                                               "room_version": version}),
+                *((sender, t, sk, c) for t, sk, c in room.initial_state),
+                (sender, "m.room.member", user_id, {"membership": "invite", **profile})]
+            if auto_join:
+                items.append((user_id, "m.room.member", user_id,
+                              {"membership": "join", **profile}))
+            items.append((sender, event_type, None, content))
+            latest: str | None = None
+            state: dict[tuple[str, str], tuple[str, Mapping[str, Any]]] = {}
+            for depth, (who, etype, state_key, body) in enumerate(items, start=1):
+                event = build_event(room_id=room_id, sender=who, event_type=etype,
+                                    content=body, origin_server_ts=ts, depth=depth,
+                                    prev_events=[latest] if latest else [],
+                                    state_key=state_key)
+                latest = event["event_id"]
+                events.append((latest, room_id, who, etype, state_key,
+                               dumps(event["content"]), ts, depth, dumps(event)))
+                if state_key is not None:
+                    state[(etype, state_key)] = (latest, body)
+            assert latest is not None
+            out[by_id[user_id]] = latest
+            rooms.append((room_id, version, sender, len(items), latest, ts))
+            fields: dict[str, Any] = {}
+            joined = 0
+            for (etype, state_key), (event_id, body) in state.items():
+                state_rows.append((room_id, etype, state_key, event_id))
+                if etype == "m.room.member":
+                    membership = str(body.get("membership"))
+                    member_server = UserID.from_stored(state_key).server_name
+                    members.append((room_id, state_key, member_server, membership,
+                                    *member_profile(body), event_id))
+                    if membership == "join":
+                        joined += 1
+                        key = (room_id, member_server)
+                        counts[key] = counts.get(key, 0) + 1
+                elif state_key == "":
+                    fields.update(summary_fields(etype, body))
+            summaries.append((room_id, *(fields.get(c) for c in _SUMMARY_TEXT),
+                              fields.get("federatable", True), joined, len(state)))
+            tags.append((user_id, room_id, "m.tag", dumps({"tags": {tag: {}}})))
+            txns.append((sender, txn_device, user_id, latest, ts))
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_rooms (room_id, room_version, creator, depth,"
+            " latest_event_id, created_ts)", 6, rooms)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_events (event_id, room_id, sender, type, state_key,"
+            " content, origin_server_ts, depth, event_json)", 9, events)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_current_state (room_id, type, state_key, event_id)",
+            4, state_rows)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_memberships (room_id, user_id, server_name,"
+            " membership, display_name, avatar_url, event_id)", 7, members)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_room_summary (room_id, "
+            + ", ".join(_SUMMARY_TEXT) + ", federatable, joined_members, state_events)",
+            len(_SUMMARY_TEXT) + 4, summaries)
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_room_server_members (room_id, server_name, joined)",
+            3, [(r, s, n) for (r, s), n in counts.items()])
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_account_data (user_id, room_id, type, content)",
+            4, tags, "ON CONFLICT (user_id, room_id, type) DO UPDATE"
+            " SET content = excluded.content")
+        yield from insert_rows(
+            "INSERT INTO dendrite_admin_notice_txns (user_id, device_id, txn_id, event_id,"
+            " ts)", 5, txns)
+        return out
+
+
+# The summary's text columns, in the order the bulk insert above writes them.
+_SUMMARY_TEXT = ("name", "canonical_alias", "topic", "avatar", "join_rules", "guest_access",
+                 "history_visibility", "encryption", "room_type", "replacement_room")

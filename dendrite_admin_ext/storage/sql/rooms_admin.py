@@ -166,8 +166,15 @@ class SqlRoomDirectory(SqlBase):
         res = yield Stmt("SELECT COUNT(*) FROM dendrite_admin_room_summary s" + where,  # noqa: S608
                          params, reuse=False)
         total = int(res.rows[0][0])
-        d = "DESC" if query.reverse else "ASC"
-        order = _ORDER_SQL[query.order_by].replace("{d}", d) + f", s.room_id {d}"
+        offset, limit = max(0, query.offset), max(0, query.limit)
+        # A page in the second half is read from the other end (the exact reverse
+        # order, then turned round): no page walks more than half the rooms.
+        backwards = total // 2 < offset < total
+        if backwards:
+            limit = min(limit, total - offset)
+            offset = max(0, total - offset - limit)
+        d = "DESC" if query.reverse != backwards else "ASC"
+        order = _ORDER_SQL[query.order_by].replace("{d}", d) + f", s.room_id {{binary}} {d}"
         # The rows skipped by the offset are walked on the summary's own index (joins
         # only where the order needs them); only the page's rows are joined for their
         # other columns, so a deep page costs an index walk more than the first.
@@ -182,9 +189,11 @@ class SqlRoomDirectory(SqlBase):
         res = yield Stmt(
             _SUMMARY_SELECT + " JOIN (" + inner + where + f" ORDER BY {order}"
             " LIMIT %s OFFSET %s) p ON p.room_id = s.room_id ORDER BY " + order,
-            (server_name, *inner_params, *params, max(0, query.limit),
-             max(0, query.offset)), reuse=False)
-        return RoomPage([_summary(r) for r in res.rows], total)
+            (server_name, *inner_params, *params, limit, offset), reuse=False)
+        rooms = [_summary(r) for r in res.rows]
+        if backwards:
+            rooms.reverse()
+        return RoomPage(rooms, total)
 
     async def get_room_summary(self, room_id: str, server_name: str) -> RoomSummary | None:
         row = await self._run(one(_SUMMARY_SELECT + " WHERE s.room_id = %s",

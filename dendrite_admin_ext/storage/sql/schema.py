@@ -350,11 +350,12 @@ _V5 = _MigrationWithData(
     5,
     "Room administration and durable jobs: room summaries, blocks, jobs",
     statements=(
-        # One row per room: what the room list shows and orders by, kept up to date as
+        # One row per room: what the room list shows and orders by (room IDs compared
+        # byte-wise where they order, like the reference backend does), kept up to date as
         # events are appended (sql/core.py _append_to_room), so a list page reads rows
         # and indexes instead of folding state per request (SPEC 11).
         """CREATE TABLE IF NOT EXISTS dendrite_admin_room_summary (
-            room_id TEXT {binary} NOT NULL PRIMARY KEY,
+            room_id TEXT NOT NULL PRIMARY KEY,
             name TEXT {binary},
             canonical_alias TEXT {binary},
             topic TEXT,
@@ -370,9 +371,9 @@ _V5 = _MigrationWithData(
             state_events BIGINT NOT NULL DEFAULT 0
         )""",
         """CREATE INDEX IF NOT EXISTS dendrite_admin_room_summary_name_idx
-            ON dendrite_admin_room_summary ((name IS NULL), name, room_id)""",
+            ON dendrite_admin_room_summary ((name IS NULL), name, room_id {binary})""",
         """CREATE INDEX IF NOT EXISTS dendrite_admin_room_summary_size_idx
-            ON dendrite_admin_room_summary (joined_members, room_id)""",
+            ON dendrite_admin_room_summary (joined_members, room_id {binary})""",
         # Joined members per (room, server): joined_local_members and emptyRooms.
         """CREATE TABLE IF NOT EXISTS dendrite_admin_room_server_members (
             room_id TEXT NOT NULL,
