@@ -180,9 +180,9 @@ class SqlRoomDirectory(SqlBase):
         # other columns, so a deep page costs an index walk more than the first.
         inner = "SELECT s.room_id FROM dendrite_admin_room_summary s"
         inner_params: list[Any] = []
-        if "r." in order:
+        if query.order_by in ("version", "creator"):
             inner += " JOIN dendrite_admin_rooms r ON r.room_id = s.room_id"
-        if "l." in order:
+        if query.order_by == "joined_local_members":
             inner += (" LEFT JOIN dendrite_admin_room_server_members l"
                       " ON l.room_id = s.room_id AND l.server_name = %s")
             inner_params.append(server_name)
