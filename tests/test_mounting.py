@@ -31,7 +31,8 @@ async def test_every_route_resolves(h: Harness, spec: object) -> None:
     assert isinstance(spec, RouteSpec)
     path = (spec.full_path.replace("{user_id:.+}", "@alice:test.example")
             .replace("{user:.+}", "alice").replace("{room_id:.+}", "!r:test.example")
-            .replace("{txn_id}", "t1"))
+            .replace("{txn_id}", "t1").replace("{job_id}", "j1")
+            .replace("{delete_id}", "d1"))
     resp = await h.client.request(spec.method, path)
     # Resolves: not the 404/405 of an unknown route (which is M_UNRECOGNIZED).
     body = await resp.json()
