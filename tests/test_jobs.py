@@ -14,7 +14,16 @@ from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.types import Job, JobStep
 
-from .conftest import REMOTE, SERVER, Harness, HarnessFactory, User, make_room, room_events
+from .conftest import (
+    REMOTE,
+    SERVER,
+    Harness,
+    HarnessFactory,
+    User,
+    make_room,
+    room_events,
+    room_tags,
+)
 
 JOBS = "/_dendrite/admin/jobs/"
 
@@ -190,6 +199,30 @@ async def test_broadcast_reaches_every_local_user_once(rh: Harness) -> None:
         assert notices[0]["sender"] == str(system)
     assert await rh.storage.get_server_notice_room(gone.user_id) is None
     assert await rh.storage.get_server_notice_room(system) is None
+    assert job["total"] == 6
+    # The rooms are the notices module's own (whether made one by one or in bulk):
+    # invited, tagged, named, and reused by the next notice.
+    for who in [admin, *users]:
+        room = await rh.storage.get_server_notice_room(who.user_id)
+        assert room is not None
+        assert await rh.storage.get_membership(room, who.user_id) == "invite"
+        assert await rh.storage.get_membership(room, system) == "join"
+        assert "m.server_notice" in room_tags(rh.storage, who.user_id, room)
+        assert await rh.storage.get_state_content(room, "m.room.name", "") == {
+            "name": "Server Alerts"}
+        member = await rh.storage.get_state_content(room, "m.room.member", str(who.user_id))
+        assert member == {"membership": "invite", "displayname": who.user_id.localpart}
+    assert room is not None
+    summary = await rh.storage.get_room_summary(room, SERVER)
+    assert summary is not None and summary.joined_members == 1
+    assert summary.federatable is False and summary.join_rules == "invite"
+    resp = await rh.client.post("/_synapse/admin/v1/send_server_notice", headers=admin.auth,
+                                json={"user_id": str(users[0].user_id), "content": content})
+    assert resp.status == 200
+    again = await rh.storage.get_server_notice_room(users[0].user_id)
+    assert again is not None
+    assert len([e for e in room_events(rh.storage, again)
+                if e["type"] == "m.room.message"]) == 2
 
 
 async def test_broadcast_filters_and_refusals(rh: Harness) -> None:
@@ -361,10 +394,51 @@ async def test_runner_resumes_after_its_lease_ran_out(h: Harness) -> None:
                                              for m in first])
     await run.step(JobStep(json.dumps({"phase": "part", "after": str(first[-1].user)}),
                            done=4, items=tuple(str(m.user) for m in first)))
+    # The second page was recorded as pending, and only half of it parted, when the
+    # worker died.
+    second = await h.storage.get_local_joined_members(room, SERVER, after=first[-1].user,
+                                                      limit=4)
+    await run.step(JobStep(json.dumps({"phase": "part", "after": str(first[-1].user),
+                                       "pending": str(second[-1].user),
+                                       "pending_count": 4}),
+                           items=tuple(str(m.user) for m in second)))
+    await h.storage.apply_memberships(room, [MembershipChange(m.user, m.user,
+                                                              {"membership": "leave"})
+                                             for m in second[:2]])
     assert await h.ctx.jobs.run_once()
     job = await h.storage.get_job(job_id)
     assert job is not None and job.status == "complete" and job.done == 11
     assert job.worker_id != "dead"
     leaves = [e for e in room_events(h.storage, room) if e["type"] == "m.room.member"
               and e["content"]["membership"] == "leave"]
+    # Everyone parted exactly once, and reported once as kicked.
     assert sorted(e["state_key"] for e in leaves) == sorted([*members, local("owner")])
+    kicked = await h.storage.get_job_items(job_id, limit=100)
+    assert sorted(kicked) == sorted([*members, local("owner")])
+
+
+async def test_storage_outage_hands_the_job_back(h: Harness) -> None:
+    """A job interrupted by the database going away is not failed: it is handed back
+    and resumes from its last step at the next claim."""
+    from dendrite_admin_ext.errors import StorageUnavailableError
+    from dendrite_admin_ext.services.jobs import JobRun, JobRunner, submit_job
+
+    calls: list[str | None] = []
+
+    async def flaky(run: JobRun) -> dict[str, Any]:
+        calls.append(run.cursor)
+        if len(calls) == 1:
+            await run.step(JobStep("half", done=1))
+            raise StorageUnavailableError("database gone")
+        await run.step(JobStep("all", done=1))
+        return {"ok": True}
+
+    runner = JobRunner(h.ctx, {"flaky": flaky}, lease_ms=60_000, poll_interval_s=1)
+    job = await submit_job(h.ctx, "flaky", None, {})
+    assert await runner.run_once()
+    interrupted = await h.storage.get_job(job.job_id)
+    assert interrupted is not None and interrupted.status == "active"
+    assert await runner.run_once()  # claimable at once, not after the 60 s lease
+    done = await h.storage.get_job(job.job_id)
+    assert done is not None and done.status == "complete" and done.done == 2
+    assert calls == [None, "half"]

@@ -105,6 +105,8 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
         await run.step(JobStep(after.localpart, done=ok, failed=len(targets) - ok))
         if len(users) < batch:
             break
+    # Known only now (the list is read page by page, never counted ahead).
+    await run.step(JobStep(run.cursor, total=run.done + run.failed))
     return {"recipients": run.done + run.failed}
 
 

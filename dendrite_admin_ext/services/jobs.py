@@ -150,7 +150,7 @@ class JobRunner:
         for job_id in list(self._held):
             with contextlib.suppress(Exception):
                 await self.ctx.storage.renew_lease(job_id, self.worker_id,
-                                                   self.ctx.clock() - self.lease_ms,
+                                                   self.ctx.clock() - self.lease_ms - 1,
                                                    self.lease_ms)
         self._held.clear()
 
@@ -213,6 +213,16 @@ class JobRunner:
             self._held.discard(job.job_id)
             log.info("job %s (%s) stopped here: cancelled or taken over", job.job_id,
                      job.kind)
+            return
+        except StorageUnavailableError:
+            # Not the job's fault: hand it back (its lease ends now) and let the next
+            # claim, here or on another worker, resume it from its last step.
+            self._held.discard(job.job_id)
+            log.warning("job %s (%s) interrupted: storage unavailable; it will resume",
+                        job.job_id, job.kind)
+            with contextlib.suppress(Exception):
+                await storage.renew_lease(job.job_id, self.worker_id,
+                                          ctx.clock() - self.lease_ms - 1, self.lease_ms)
             return
         except Exception as exc:
             self._held.discard(job.job_id)

@@ -29,7 +29,7 @@ from ..context import AdminContext
 from ..errors import NotFound
 from ..events import ROOM_VERSION
 from ..identifiers import UserID
-from ..storage.types import Job, JobStep, MembershipChange, NewRoom, RoomSummary
+from ..storage.types import Job, JobStep, Member, MembershipChange, NewRoom, RoomSummary
 from .evacuation import BATCH_SIZE, member_content, room_lock_key, run_to_completion
 from .jobs import JobRun
 
@@ -134,7 +134,7 @@ async def run_room_delete(run: JobRun) -> Mapping[str, Any]:
         state = {"phase": "part", "after": None}
     if state["phase"] == "part":
         if exists:
-            await _part_members(run, room_id, new_room_id, state["after"])
+            await _part_members(run, room_id, new_room_id, state)
         await run.step(JobStep(_cursor("purge")))
         state = {"phase": "purge"}
     if params.get("purge", True) and exists:
@@ -166,30 +166,61 @@ async def _new_room(ctx: AdminContext, params: Mapping[str, Any]) -> str:
 
 
 async def _part_members(run: JobRun, room_id: str, new_room_id: str | None,
-                        after_id: str | None) -> None:
+                        state: Mapping[str, Any]) -> None:
+    """Part the local members page by page.  Each page is recorded twice: before its
+    leaves (its members as the job's items, the page's last user as ``pending``) and
+    after (the cursor moves on, ``done`` grows).  A resumed page whose leaves were
+    under way re-sends them to whoever is still joined and counts the whole page, so
+    ``done`` and ``kicked_users`` are exact even when a crash fell in between."""
     ctx = run.ctx
     batch = ctx.config.jobs.batch_size
-    after = None if after_id is None else UserID.from_stored(after_id)
+    after_id: str | None = state.get("after")
+    pending: str | None = state.get("pending")
+    pending_count = int(state.get("pending_count") or 0)
     while True:
+        after = None if after_id is None else UserID.from_stored(after_id)
+        if pending is not None:
+            async with ctx.locks(room_lock_key(room_id)):
+                still = [m for m in await ctx.storage.get_local_joined_members(
+                    room_id, ctx.config.server_name, after=after, limit=batch)
+                    if str(m.user) <= pending]
+                await _move(ctx, room_id, new_room_id, still)
+            after_id, pending = pending, None
+            await run.step(JobStep(_cursor("part", after_id), done=pending_count))
+            continue
+        # The room lock keeps this process's other membership changes out from the
+        # listing to the leaves.
         async with ctx.locks(room_lock_key(room_id)):
             members = await ctx.storage.get_local_joined_members(
                 room_id, ctx.config.server_name, after=after, limit=batch)
             if not members:
                 return
-            if new_room_id is not None:
-                await ctx.storage.apply_memberships(new_room_id, [
-                    MembershipChange(m.user, m.user,
-                                     member_content("join", m.display_name, m.avatar_url))
-                    for m in members])
-            await ctx.storage.apply_memberships(room_id, [
-                MembershipChange(m.user, m.user,
-                                 member_content("leave", m.display_name, m.avatar_url))
-                for m in members])
-        after = members[-1].user
-        await run.step(JobStep(_cursor("part", str(after)), done=len(members),
-                               items=tuple(str(m.user) for m in members)))
+            last = str(members[-1].user)
+            await run.step(JobStep(
+                json.dumps({"phase": "part", "after": after_id, "pending": last,
+                            "pending_count": len(members)}),
+                items=tuple(str(m.user) for m in members)))
+            await _move(ctx, room_id, new_room_id, members)
+        after_id = last
+        await run.step(JobStep(_cursor("part", after_id), done=len(members)))
         if len(members) < batch:
             return
+
+
+async def _move(ctx: AdminContext, room_id: str, new_room_id: str | None,
+                members: list[Member]) -> None:
+    """Join the members to the new room (if any), then part them from the room."""
+    if not members:
+        return
+    if new_room_id is not None:
+        await ctx.storage.apply_memberships(new_room_id, [
+            MembershipChange(m.user, m.user,
+                             member_content("join", m.display_name, m.avatar_url))
+            for m in members])
+    await ctx.storage.apply_memberships(room_id, [
+        MembershipChange(m.user, m.user, member_content("leave", m.display_name,
+                                                        m.avatar_url))
+        for m in members])
 
 
 async def delete_status_json(ctx: AdminContext, job: Job) -> dict[str, Any]:
