@@ -35,7 +35,10 @@ from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
 from .pipeline import RoutePolicy, admin_middleware
 from .routes import HOST_PREFIXES, PREFIXES, RouteSpec, enabled_routes
+from .services.broadcast import BROADCAST, run_broadcast
 from .services.evacuation import wait_for_running
+from .services.jobs import JobFunction, JobRunner
+from .services.room_admin import ROOM_DELETE, run_room_delete
 from .storage.protocols import AdminStorage, StorageLifecycle
 from .validation import Schemas, load_schemas
 
@@ -123,9 +126,13 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
         ctx.activity.start()
         if ctx.homeserver is not None:
             await ctx.homeserver.start()
+        if ctx.jobs is not None:
+            ctx.jobs.start()
         try:
             yield
         finally:
+            if ctx.jobs is not None:
+                await ctx.jobs.stop()
             await wait_for_running(ctx, DETACHED_WORK_GRACE_S)
             await deadlines.close()
             await ctx.activity.stop()
@@ -136,6 +143,20 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
                 await ctx.storage.close()
 
     return lifecycle
+
+
+def _job_runner(ctx: AdminContext, config: Config) -> JobRunner | None:
+    """This worker's runner of durable jobs, for the kinds the enabled features use."""
+    kinds: dict[str, JobFunction] = {}
+    if config.endpoints.rooms:
+        kinds[ROOM_DELETE] = run_room_delete
+    if config.server_notices.enabled:
+        kinds[BROADCAST] = run_broadcast
+    if not kinds:
+        return None
+    return JobRunner(ctx, kinds, lease_ms=int(config.jobs.lease_seconds * 1000),
+                     poll_interval_s=config.jobs.poll_interval,
+                     concurrency=config.jobs.concurrency)
 
 
 def setup_admin(
@@ -179,6 +200,7 @@ def setup_admin(
     hs = config.homeserver
     if config.database.shared_with is not None and hs.url and hs.access_token:
         ctx.homeserver = DendriteClient(hs.url, hs.access_token, timeout=hs.timeout)
+    ctx.jobs = _job_runner(ctx, config)
     routes = enabled_routes(config)
     openapi = build_openapi(config, routes, ctx.schemas)
     rate = config.registration.rate_limit

@@ -27,6 +27,7 @@ __all__ = [
     "EndpointsConfig",
     "HttpConfig",
     "HomeserverConfig",
+    "JobsConfig",
     "ListenConfig",
     "LoggingConfig",
     "PasswordConfig",
@@ -136,6 +137,23 @@ class EndpointsConfig:
     moderation: bool = True
     registration_tokens: bool = True
     users: bool = True
+    rooms: bool = True
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """Durable jobs (SPEC 11): room deletion and broadcast."""
+
+    # A worker holds a job this long without renewing (every third of it); a job whose
+    # worker died is resumed by another worker this long after its last renewal.
+    lease_seconds: float = 30.0
+    # How often an idle worker looks for jobs (others' new and abandoned ones; its own
+    # new jobs start at once).
+    poll_interval: float = 2.0
+    # Jobs one worker runs at once.
+    concurrency: int = 2
+    # Members parted, or users notified, per recorded step.
+    batch_size: int = 500
 
 
 @dataclass(frozen=True)
@@ -196,6 +214,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     client_login: ClientLoginConfig = ClientLoginConfig()
     homeserver: HomeserverConfig = HomeserverConfig()
+    jobs: JobsConfig = JobsConfig()
 
 
 def _read_secret_file(path: Path, key: tuple[str, ...]) -> str:
@@ -333,6 +352,7 @@ def parse_config(raw: Any, base_dir: Path | None = None,
         logging=LoggingConfig(**raw.get("logging", {})),
         client_login=client_login,
         homeserver=homeserver,
+        jobs=JobsConfig(**raw.get("jobs", {})),
     )
 
 

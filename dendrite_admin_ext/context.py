@@ -22,6 +22,7 @@ from .validation import Schemas, read_json_body
 
 if TYPE_CHECKING:
     from .services.client_login import LoginGuard
+    from .services.jobs import JobRunner
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context"]
 
@@ -90,6 +91,8 @@ class AdminContext:
     # Beside Dendrite with homeserver.url: Dendrite's admin API, through which room
     # changes are made (SPEC 8).  None otherwise: rooms are the storage's.
     homeserver: DendriteClient | None = None
+    # This worker's runner of durable jobs (SPEC 11); None when no feature uses jobs.
+    jobs: JobRunner | None = None
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request's JSON body: size-checked, parsed, and valid against its route's

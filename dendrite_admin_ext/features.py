@@ -16,10 +16,13 @@ from .config import Config
 from .storage.protocols import (
     AccountStore,
     AuditStore,
+    BroadcastStore,
     ClientLoginStore,
+    JobStore,
     ModerationStore,
     NonceStore,
     RegistrationTokenStore,
+    RoomDirectoryStore,
     RoomStore,
     ServerNoticeStore,
     StorageLifecycle,
@@ -85,6 +88,16 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
             lambda c: c.endpoints.registration_tokens, (RegistrationTokenStore,)),
     Feature("users", "endpoints.users", lambda c: c.endpoints.users,
             (AccountStore, RoomStore, UserAdminStore)),
+    # Room administration with deletion as a durable job, and the jobs endpoints.
+    # Beside Dendrite the rooms are Dendrite's (SPEC 8): not served from this package's
+    # tables, which Dendrite never reads.
+    Feature("rooms", "endpoints.rooms",
+            lambda c: c.endpoints.rooms and c.database.shared_with is None,
+            (AccountStore, RoomStore, RoomDirectoryStore, JobStore)),
+    # A server notice to every local user, as a durable job.
+    Feature("broadcast", "server_notices.enabled",
+            lambda c: c.server_notices.enabled and c.database.shared_with is None,
+            (AccountStore, RoomStore, ServerNoticeStore, JobStore, BroadcastStore)),
 )}
 
 

@@ -127,6 +127,9 @@ HOMESERVER_FAILED = "The homeserver failed, try again shortly"
 DEACTIVATION_NEEDS_HOMESERVER = ("Beside Dendrite, deactivation parts the user from "
                                  "Dendrite's rooms through its admin API: set homeserver.url")
 
+DRY_RUN_BESIDE_DENDRITE = ("dry_run is not available beside Dendrite: its admin API "
+                           "cannot preview an evacuation")
+
 USER_LOCKED = "This account has been locked."
 USER_DEACTIVATED = "This account has been deactivated"
 # Client login (SPEC 13): one answer for an unknown user and a wrong password alike.
@@ -186,6 +189,17 @@ DEACTIVATED_AND_LOCKED = "A user can't be deactivated and locked"
 BAD_USER_LIST_FROM = ("Query parameter from must be a string representing a positive "
                       "integer or a next_token")
 NEXT_TOKEN_OF_ANOTHER_ORDER = "This next_token belongs to another order_by or dir"  # noqa: S105
+
+
+# Rooms and jobs (SPEC 11).
+UNKNOWN_JOB = "Unknown job"
+UNKNOWN_DELETE_ID = "delete id not found"
+NO_DELETE_TASK = "No delete task for room"
+EMPTY_SEARCH_TERM = "search_term cannot be an empty string"
+
+
+def deletion_in_progress(room_id: str) -> str:
+    return f"History purge already in progress for {room_id}"
 
 
 def not_printable(name: str) -> str:

@@ -22,9 +22,11 @@ from .handlers import (
     notices,
     registration,
     rooms,
+    rooms_admin,
     user_admin,
     users,
 )
+from .handlers import jobs as jobs_handlers
 from .handlers import registration_tokens as reg_tokens
 
 __all__ = ["CLIENT", "HOST_PREFIXES", "PREFIXES", "ROUTES", "RouteSpec", "enabled_routes"]
@@ -224,6 +226,47 @@ ROUTES: list[RouteSpec] = [
               Access.ADMIN, "users", "The rooms a user is joined to"),
     RouteSpec(SYNAPSE, "GET", "/v1/server_version", user_admin.server_version,
               Access.PUBLIC, "users", "This server's name and version (no auth)"),
+    # -- room administration and durable jobs (SPEC 11) ---------------------------------
+    # The longer paths come before "/v1/rooms/{room_id}": a room ID may hold '/'.
+    RouteSpec(SYNAPSE, "GET", "/v1/rooms", rooms_admin.list_rooms, Access.ADMIN, "rooms",
+              "List rooms (filters, order, pagination)", query=rooms_admin.ROOM_LIST_QUERY),
+    RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/members", rooms_admin.room_members,
+              Access.ADMIN, "rooms", "The users joined to a room"),
+    RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/state", rooms_admin.room_state,
+              Access.ADMIN, "rooms", "A room's current state events"),
+    RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/block", rooms_admin.get_block,
+              Access.ADMIN, "rooms", "Whether a room is blocked, and by whom"),
+    RouteSpec(SYNAPSE, "PUT", f"/v1/rooms/{_ROOM}/block", rooms_admin.put_block,
+              Access.ADMIN, "rooms", "Block or unblock a room", "room_block",
+              audit=Audited("blockRoom", path_param="room_id")),
+    RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}", rooms_admin.room_details, Access.ADMIN,
+              "rooms", "Details of a room"),
+    RouteSpec(SYNAPSE, "GET", "/v2/rooms/delete_status/{delete_id}",
+              rooms_admin.delete_status, Access.ADMIN, "rooms",
+              "Status of a room deletion by its delete_id", quiet=True),
+    RouteSpec(SYNAPSE, "GET", f"/v2/rooms/{_ROOM}/delete_status",
+              rooms_admin.delete_status_by_room, Access.ADMIN, "rooms",
+              "Status of every deletion of a room", quiet=True),
+    RouteSpec(SYNAPSE, "DELETE", f"/v2/rooms/{_ROOM}", rooms_admin.delete_room,
+              Access.ADMIN, "rooms",
+              "Delete a room as a job: part local members, block, purge (?dry_run=true)",
+              "room_delete", audit=Audited("deleteRoom", path_param="room_id"),
+              query=(("dry_run", {"enum": ["true", "false"]}),)),
+    RouteSpec(DENDRITE, "GET", "/emptyRooms", rooms_admin.empty_rooms, Access.ADMIN,
+              "rooms", "Rooms no local user is joined to"),
+    RouteSpec(DENDRITE, "POST", f"/purgeRoom/{_ROOM}", rooms_admin.purge_room,
+              Access.ADMIN, "rooms", "Delete everything stored for a room",
+              audit=Audited("purgeRoom", path_param="room_id")),
+    RouteSpec(DENDRITE, "GET", "/jobs", jobs_handlers.list_jobs, Access.ADMIN, "rooms",
+              "Durable jobs, newest first", query=jobs_handlers.JOBS_QUERY),
+    RouteSpec(DENDRITE, "GET", "/jobs/{job_id}", jobs_handlers.get_job, Access.ADMIN,
+              "rooms", "A durable job's status and progress", quiet=True),
+    RouteSpec(DENDRITE, "POST", "/jobs/{job_id}/cancel", jobs_handlers.cancel,
+              Access.ADMIN, "rooms", "Cancel a scheduled or running job",
+              audit=Audited("cancelJob", path_param="job_id")),
+    RouteSpec(DENDRITE, "POST", "/broadcastServerNotice", jobs_handlers.broadcast_notice,
+              Access.ADMIN, "broadcast", "Send a server notice to every local user (a job)",
+              "broadcast_server_notice", audit=Audited("broadcastServerNotice")),
 ]
 
 

@@ -28,10 +28,13 @@ from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.storage.types import (
     Account,
     AccountState,
+    AccountType,
     Activity,
     AuditEntry,
     Connection,
     DeviceInfo,
+    Job,
+    JobStep,
     LoginAccount,
     Member,
     MembershipChange,
@@ -41,6 +44,10 @@ from dendrite_admin_ext.storage.types import (
     NoticeTxnKey,
     Profile,
     RegistrationToken,
+    RoomBlock,
+    RoomListQuery,
+    RoomPage,
+    RoomSummary,
     TokenOwner,
     TokenReservation,
     UserCursor,
@@ -114,6 +121,9 @@ class HostStorage:
         self._reg_tokens: dict[str, _TokenRow] = {}
         self._reg_session_map: dict[str, tuple[str, int]] = {}  # session -> (token, ts)
         self._reg_lock = asyncio.Lock()
+        self._blocks: dict[str, RoomBlock] = {}
+        self._job_rows: list[Job] = []
+        self._job_item_rows: list[tuple[str, str]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     async def open(self) -> None:
@@ -769,6 +779,227 @@ class HostStorage:
         row = self._accounts.get(str(user))
         if row is not None:
             row.account = replace(row.account, user_type=user_type)
+    # -- room administration (RoomDirectoryStore), folded from the logs ------------------
+    def _room_summary(self, room_id: str, server_name: str) -> RoomSummary:
+        state = self._state(room_id)
+
+        def text(event_type: str, key: str) -> str | None:
+            event = state.get((event_type, ""))
+            return _text(event["content"].get(key)) if event else None
+
+        create = state[("m.room.create", "")]
+        joined = [sk for (t, sk), e in state.items()
+                  if t == "m.room.member" and e["content"].get("membership") == "join"]
+        join_rule = text("m.room.join_rules", "join_rule")
+        return RoomSummary(
+            room_id=room_id, name=text("m.room.name", "name"),
+            canonical_alias=text("m.room.canonical_alias", "alias"),
+            joined_members=len(joined),
+            joined_local_members=len([u for u in joined
+                                      if UserID.from_stored(u).server_name == server_name]),
+            version=str(create["content"].get("room_version", "")),
+            creator=create["sender"], encryption=text("m.room.encryption", "algorithm"),
+            federatable=create["content"].get("m.federate", True) is not False,
+            public=join_rule == "public", join_rules=join_rule,
+            guest_access=text("m.room.guest_access", "guest_access"),
+            history_visibility=text("m.room.history_visibility", "history_visibility"),
+            state_events=len(state), room_type=_text(create["content"].get("type")),
+            avatar=text("m.room.avatar", "url"), topic=text("m.room.topic", "topic"),
+            replacement_room=text("m.room.tombstone", "replacement_room"))
+
+    async def list_rooms(self, query: RoomListQuery, server_name: str) -> RoomPage:
+        await _io()
+        found = []
+        for room_id in self._logs:
+            room = self._room_summary(room_id, server_name)
+            term = query.search_term
+            if term is not None and not (
+                    term.lower() in (room.name or "").lower()
+                    or (room.canonical_alias is not None
+                        and term.lower() in room.canonical_alias.lower())
+                    or term in room_id):
+                continue
+            if query.public_rooms is not None and room.public != query.public_rooms:
+                continue
+            if query.empty_rooms is not None and (
+                    (room.joined_members == 0) != query.empty_rooms):
+                continue
+            found.append(room)
+
+        def key(room: RoomSummary) -> tuple[Any, ...]:
+            value = (int(room.public) if query.order_by == "public"
+                     else getattr(room, query.order_by))
+            return (value is None, 0 if value is None else value, room.room_id)
+
+        found.sort(key=key, reverse=query.reverse)
+        return RoomPage(found[query.offset:query.offset + query.limit], len(found))
+
+    async def get_room_summary(self, room_id: str, server_name: str) -> RoomSummary | None:
+        await _io()
+        if room_id not in self._logs:
+            return None
+        return self._room_summary(room_id, server_name)
+
+    async def count_joined_local_devices(self, room_id: str, server_name: str) -> int:
+        await _io()
+        members = [u for u in await self.get_joined_members(room_id)
+                   if u.server_name == server_name]
+        return sum(len(self._accounts[str(u)].devices) for u in members
+                   if str(u) in self._accounts)
+
+    async def get_joined_members(self, room_id: str) -> list[UserID]:
+        await _io()
+        return sorted((UserID.from_stored(sk) for (t, sk), e in self._state(room_id).items()
+                       if t == "m.room.member"
+                       and e["content"].get("membership") == "join"), key=str)
+
+    async def get_current_state(self, room_id: str) -> list[dict[str, Any]]:
+        await _io()
+        return [copy.deepcopy(e) for e in self._state(room_id).values()]
+
+    async def get_room_block(self, room_id: str) -> RoomBlock | None:
+        await _io()
+        return self._blocks.get(room_id)
+
+    async def set_room_block(self, room_id: str, user: UserID | None, ts: int, *,
+                             block: bool) -> None:
+        await _io()
+        if block:
+            self._blocks.setdefault(room_id, RoomBlock(room_id, user, ts))
+        else:
+            self._blocks.pop(room_id, None)
+
+    async def get_empty_rooms(self, server_name: str) -> list[str]:
+        await _io()
+        return [r for r in self._logs
+                if not any(u.server_name == server_name
+                           for u in await self.get_joined_members(r))]
+
+    async def purge_room(self, room_id: str) -> bool:
+        await _io()
+        if self._logs.pop(room_id, None) is None:
+            return False
+        self._projections.pop(room_id, None)
+        self._account_data = {k: v for k, v in self._account_data.items()
+                              if k[1] != room_id}
+        return True
+
+    # -- durable jobs (JobStore) ---------------------------------------------------------
+    async def create_job(self, job: Job) -> None:
+        await _io()
+        self._job_rows.append(replace(job, seq=len(self._job_rows) + 1,
+                                      status="scheduled"))
+
+    def _job_index(self, job_id: str) -> int | None:
+        for i, job in enumerate(self._job_rows):
+            if job.job_id == job_id:
+                return i
+        return None
+
+    async def get_job(self, job_id: str) -> Job | None:
+        await _io()
+        i = self._job_index(job_id)
+        return None if i is None else self._job_rows[i]
+
+    async def list_jobs(self, *, kind: str | None, status: str | None,
+                        target: str | None, before_seq: int | None,
+                        limit: int) -> list[Job]:
+        await _io()
+        return [j for j in reversed(self._job_rows)
+                if kind in (None, j.kind) and status in (None, j.status)
+                and target in (None, j.target)
+                and (before_seq is None or j.seq < before_seq)][:limit]
+
+    async def claim_job(self, worker_id: str, now: int, lease_ms: int,
+                        kinds: tuple[str, ...]) -> Job | None:
+        await _io()
+        for i, job in enumerate(self._job_rows):
+            free = job.status == "scheduled" or (
+                job.status == "active" and job.lease_expires_ts is not None
+                and job.lease_expires_ts < now)
+            if free and job.kind in kinds:
+                self._job_rows[i] = replace(
+                    job, status="active", worker_id=worker_id,
+                    lease_expires_ts=now + lease_ms,
+                    started_ts=now if job.started_ts is None else job.started_ts)
+                return self._job_rows[i]
+        return None
+
+    def _holding(self, job_id: str, worker_id: str) -> int | None:
+        i = self._job_index(job_id)
+        if i is None:
+            return None
+        job = self._job_rows[i]
+        return i if job.status == "active" and job.worker_id == worker_id else None
+
+    async def renew_lease(self, job_id: str, worker_id: str, now: int,
+                          lease_ms: int) -> bool:
+        await _io()
+        i = self._holding(job_id, worker_id)
+        if i is None:
+            return False
+        self._job_rows[i] = replace(self._job_rows[i], lease_expires_ts=now + lease_ms)
+        return True
+
+    async def record_job_step(self, job_id: str, worker_id: str, step: JobStep) -> bool:
+        await _io()
+        i = self._holding(job_id, worker_id)
+        if i is None:
+            return False
+        job = self._job_rows[i]
+        self._job_rows[i] = replace(
+            job, cursor=step.cursor, done=job.done + step.done,
+            failed=job.failed + step.failed, result={**job.result, **step.result},
+            total=job.total if step.total is None else step.total)
+        self._job_item_rows.extend((job_id, item) for item in step.items)
+        return True
+
+    async def finish_job(self, job_id: str, worker_id: str, now: int, status: str,
+                         error: str | None, result: dict[str, Any]) -> bool:
+        await _io()
+        i = self._holding(job_id, worker_id)
+        if i is None:
+            return False
+        job = self._job_rows[i]
+        self._job_rows[i] = replace(job, status=status, error=error, finished_ts=now,
+                                    lease_expires_ts=None, result={**job.result, **result})
+        return True
+
+    async def cancel_job(self, job_id: str, now: int) -> Job | None:
+        await _io()
+        i = self._job_index(job_id)
+        if i is None:
+            return None
+        job = self._job_rows[i]
+        if job.status in ("scheduled", "active"):
+            self._job_rows[i] = replace(job, status="cancelled", finished_ts=now,
+                                        lease_expires_ts=None)
+        return self._job_rows[i]
+
+    async def get_job_items(self, job_id: str, *, limit: int) -> list[str]:
+        await _io()
+        return [item for jid, item in self._job_item_rows if jid == job_id][:limit]
+
+    # -- broadcast (BroadcastStore) ----------------------------------------------------------
+    async def get_notice_recipients(
+        self, server_name: str, *, after: UserID | None, limit: int,
+        user_id_prefix: str | None, admins: bool | None,
+        not_user_types: tuple[str, ...],
+    ) -> list[UserID]:
+        await _io()
+        chosen = []
+        for row in self._accounts.values():
+            acc = row.account
+            if (acc.user.server_name != server_name or acc.is_deactivated
+                    or (after is not None and acc.user.localpart <= after.localpart)
+                    or (admins is not None
+                        and (acc.account_type is AccountType.ADMIN) != admins)
+                    or (acc.user_type or "") in not_user_types
+                    or (user_id_prefix is not None
+                        and not str(acc.user).startswith(user_id_prefix))):
+                continue
+            chosen.append(acc.user)
+        return sorted(chosen, key=lambda u: u.localpart)[:limit]
 
     # -- for tests: what a host's own APIs would do or show ----------------------------
     def set_login_state(self, user: UserID, *, deactivated: bool | None = None,
@@ -787,6 +1018,7 @@ class HostStorage:
         self._accounts[str(user)].devices[device.device_id] = _Device(
             device.access_token, device.display_name)
         self._tokens[device.access_token] = (str(user), device.device_id)
+
 
     def room_events(self, room_id: str) -> list[dict[str, Any]]:
         return list(self._logs.get(room_id, []))

@@ -32,7 +32,8 @@ async def test_every_route_resolves(h: Harness, spec: object) -> None:
     path = (spec.full_path.replace("{user_id:.+}", "@alice:test.example")
             .replace("{user:.+}", "alice").replace("{room_id:.+}", "!r:test.example")
             .replace("{user_id:[^/]+}", "@alice:test.example").replace("{txn_id}", "t1")
-            .replace("{token}", "abc").replace("{device_id}", "DEVICE"))
+            .replace("{token}", "abc").replace("{device_id}", "DEVICE")
+            .replace("{job_id}", "j1").replace("{delete_id}", "d1"))
     resp = await h.client.request(spec.method, path)
     # Resolves: not the 404/405 of an unknown route (which is M_UNRECOGNIZED).
     body = await resp.json()
@@ -106,7 +107,8 @@ _GET_ROUTES = [r for r in ROUTES if r.method == "GET"]
 def _concrete(path: str, user_id: str) -> str:
     """A GET path with its parameters filled in (a room nobody knows: no evacuation)."""
     return (path.replace("{user_id:.+}", user_id)
-            .replace("{room_id:.+}", "!nowhere:test.example"))
+            .replace("{room_id:.+}", "!nowhere:test.example")
+            .replace("{job_id}", "j1").replace("{delete_id}", "d1"))
 
 
 @pytest.mark.parametrize("spec", _GET_ROUTES, ids=lambda r: f"HEAD {r.full_path}")

@@ -32,7 +32,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .. import messages
@@ -59,10 +59,12 @@ __all__ = [
     "check_notice_fits",
     "ensure_system_user",
     "notice_power_levels",
+    "notice_room_template",
     "parse_notice",
     "purge_old_txns",
     "send_server_notice",
     "send_server_notice_once",
+    "send_recorded_notice",
     "system_user",
 ]
 
@@ -320,8 +322,21 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
     one storage transaction; None if another worker recorded one first."""
     storage = ctx.storage
     cfg = ctx.config.server_notices
-    sender, target_id = str(system), str(target)
     target_profile = await storage.get_profile(target)
+    base = notice_room_template(ctx, system)
+    # The invite is part of the initial state, so the room never exists without it.
+    invite = ("m.room.member", str(target), _member_content("invite", target_profile))
+    joins = [MembershipChange(target, target, _member_content("join", target_profile))
+             ] if cfg.auto_join else []
+    return await storage.create_server_notice_room(target, replace(
+        base, initial_state=(*base.initial_state, invite),
+    ), replacing=replacing, tag=SERVER_NOTICE_TAG, joins=joins)
+
+
+def notice_room_template(ctx: AdminContext, system: UserID) -> NewRoom:
+    """A notices room as configured, up to (not including) the target's invite."""
+    cfg = ctx.config.server_notices
+    sender = str(system)
     state: list[tuple[str, str, Mapping[str, Any]]] = [
         ("m.room.member", sender, _member_content("join", _wanted_profile(ctx))),
         ("m.room.power_levels", "", notice_power_levels(sender)),
@@ -331,16 +346,9 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
     ]
     if cfg.room_name:
         state.append(("m.room.name", "", {"name": cfg.room_name}))
-    # The invite is part of the initial state, so the room never exists without it.
-    state.append(("m.room.member", target_id, _member_content("invite", target_profile)))
-    joins = [MembershipChange(target, target, _member_content("join", target_profile))
-             ] if cfg.auto_join else []
-    return await storage.create_server_notice_room(target, NewRoom(
-        creator=system,
-        room_version=ROOM_VERSION,
-        create_content={"creator": sender, "m.federate": False},
-        initial_state=tuple(state),
-    ), replacing=replacing, tag=SERVER_NOTICE_TAG, joins=joins)
+    return NewRoom(creator=system, room_version=ROOM_VERSION,
+                   create_content={"creator": sender, "m.federate": False},
+                   initial_state=tuple(state))
 
 
 async def send_server_notice_once(ctx: AdminContext, notice: Notice,
@@ -362,6 +370,19 @@ async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> st
     if secrets.randbelow(PURGE_ONE_IN) == 0:
         ctx.detach(_purge_quietly(ctx))  # housekeeping: not on this request's time
     return kept
+
+
+async def send_recorded_notice(ctx: AdminContext, notice: Notice,
+                               key: NoticeTxnKey) -> str:
+    """For a sender that already knows the user exists (the broadcast, SPEC 11): send
+    the notice with ``key`` recorded in the event's own transaction, without the
+    pre-reads of :func:`send_server_notice_once` (a repeat of ``key`` still sends
+    nothing and returns the first event ID)."""
+    async def send() -> str:
+        async with ctx.locks(("notice_txn", key)):
+            return await _send(ctx, notice, key)
+
+    return await run_to_completion(ctx, send())
 
 
 async def _purge_quietly(ctx: AdminContext) -> None:

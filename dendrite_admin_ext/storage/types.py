@@ -39,6 +39,14 @@ __all__ = [
     "UserQuery",
     "UserRecord",
     "user_sort_key",
+    "JOB_STATUSES",
+    "Job",
+    "JobStep",
+    "ROOM_ORDERS",
+    "RoomBlock",
+    "RoomListQuery",
+    "RoomPage",
+    "RoomSummary",
 ]
 
 
@@ -350,3 +358,107 @@ def user_sort_key(record: UserRecord, order_by: str) -> int | str:
     if order_by == "last_seen_ts":
         return record.last_seen_ts or 0
     return ""  # name, shadow_banned: the localpart alone
+
+
+# -- rooms administration and durable jobs (SPEC 11) -----------------------------------
+@dataclass(frozen=True, slots=True)
+class RoomSummary:
+    """A room as Synapse's room list shows it (``GET /_synapse/admin/v1/rooms``), from
+    its current state.  ``public`` is true when the join rule is ``public`` (this
+    package keeps no room directory, so the join rule stands for publication);
+    ``joined_local_members`` counts joined members of the server asked about."""
+
+    room_id: str
+    name: str | None
+    canonical_alias: str | None
+    joined_members: int
+    joined_local_members: int
+    version: str
+    creator: str
+    encryption: str | None
+    federatable: bool
+    public: bool
+    join_rules: str | None
+    guest_access: str | None
+    history_visibility: str | None
+    state_events: int
+    room_type: str | None
+    avatar: str | None = None
+    topic: str | None = None
+    replacement_room: str | None = None  # from m.room.tombstone
+
+
+@dataclass(frozen=True, slots=True)
+class RoomListQuery:
+    """``order_by`` is one of :data:`ROOM_ORDERS`; ``search_term`` matches a substring
+    of the name or canonical alias (case-insensitive) or of the room ID (exact case);
+    ``public_rooms``/``empty_rooms`` None = no filter (empty = no joined member)."""
+
+    order_by: str = "name"
+    reverse: bool = False
+    offset: int = 0
+    limit: int = 100
+    search_term: str | None = None
+    public_rooms: bool | None = None
+    empty_rooms: bool | None = None
+
+
+# The orders of the room list (Synapse's names); "size" and "alphabetical" are aliases.
+ROOM_ORDERS = ("name", "canonical_alias", "joined_members", "joined_local_members",
+               "version", "creator", "encryption", "federatable", "public", "join_rules",
+               "guest_access", "history_visibility", "state_events")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomPage:
+    rooms: list[RoomSummary]
+    total: int  # rooms matching the filters, all pages
+
+
+@dataclass(frozen=True, slots=True)
+class RoomBlock:
+    room_id: str
+    user: UserID | None  # who blocked it
+    ts: int
+
+
+JOB_STATUSES = ("scheduled", "active", "complete", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A durable job (SPEC 11).  ``seq`` orders jobs by creation; ``cursor`` is where
+    the job resumes (opaque to storage); ``params`` and ``result`` are JSON objects;
+    ``worker_id``/``lease_expires_ts`` name the worker holding it while active."""
+
+    job_id: str
+    seq: int
+    kind: str
+    target: str | None
+    params: Mapping[str, Any]
+    status: str
+    created_ts: int
+    total: int | None = None
+    done: int = 0
+    failed: int = 0
+    cursor: str | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_ts: int | None = None
+    finished_ts: int | None = None
+    worker_id: str | None = None
+    lease_expires_ts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobStep:
+    """One step of a job's work, recorded atomically: the new ``cursor``, counters
+    added to ``done``/``failed``, keys merged into ``result``, ``total`` when known,
+    and items appended to the job's item list (e.g. the users a deletion parted)."""
+
+    cursor: str | None
+    done: int = 0
+    failed: int = 0
+    total: int | None = None
+    result: Mapping[str, Any] = field(default_factory=dict)
+    items: tuple[str, ...] = ()

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from .client_login import MemoryClientLogin
 from .core import MemoryCore
+from .jobs import MemoryJobs
 from .moderation import MemoryModeration
 from .registration_tokens import MemoryRegistrationTokens
+from .rooms_admin import MemoryRoomDirectory
 from .users import MemoryUsers
 
 __all__ = ["MemoryStorage"]
 
 
-class MemoryStorage(MemoryCore, MemoryModeration, MemoryClientLogin,
-                    MemoryRegistrationTokens, MemoryUsers):
+# The room directory comes before the core: it extends the core's event append with
+# the room summaries (as SqlRoomDirectory does for SqlCore).
+class MemoryStorage(MemoryRoomDirectory, MemoryJobs, MemoryCore, MemoryModeration,
+                    MemoryClientLogin, MemoryRegistrationTokens, MemoryUsers):
     """Every storage protocol in memory: one mixin per feature over :class:`MemoryBase`."""

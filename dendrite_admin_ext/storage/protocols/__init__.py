@@ -23,12 +23,15 @@ from typing import Protocol
 from .accounts import AccountStore
 from .audit import AuditStore
 from .auth import TokenStore
+from .broadcast import BroadcastStore
 from .client_login import ClientLoginStore
+from .jobs import JobStore
 from .lifecycle import StorageLifecycle
 from .moderation import ModerationStore
 from .nonces import NonceStore
 from .notices import ServerNoticeStore
 from .registration_tokens import RegistrationTokenStore
+from .room_directory import RoomDirectoryStore
 from .rooms import RoomStore
 from .users import UserAdminStore
 
@@ -46,13 +49,17 @@ __all__ = [
     "RegistrationTokenStore",
     "UserAdminStore",
     "missing_methods",
+    "RoomDirectoryStore",
+    "JobStore",
+    "BroadcastStore",
     "protocol_methods",
 ]
 
 
 class AdminStorage(StorageLifecycle, TokenStore, AccountStore, NonceStore, RoomStore,
                    ServerNoticeStore, AuditStore, ModerationStore, ClientLoginStore,
-                   RegistrationTokenStore, UserAdminStore, Protocol):
+                   RegistrationTokenStore, UserAdminStore, RoomDirectoryStore, JobStore,
+                   BroadcastStore, Protocol):
     """Every protocol at once: what the shipped backends (memory, SQLite, PostgreSQL)
     implement."""
 

@@ -547,6 +547,7 @@ class SqlCore(SqlBase):
         now = now_ms()
         events: list[tuple[Any, ...]] = []
         state: dict[tuple[str, str], str] = {}
+        state_content: dict[tuple[str, str], Mapping[str, Any]] = {}
         members: dict[str, tuple[Any, ...]] = {}
         ids: list[str] = []
         for sender, event_type, state_key, content in items:
@@ -562,6 +563,7 @@ class SqlCore(SqlBase):
             if state_key is None:
                 continue
             state[(event_type, state_key)] = latest
+            state_content[(event_type, state_key)] = content
             if event_type == "m.room.member":
                 members[state_key] = (
                     room_id, state_key, UserID.from_stored(state_key).server_name,
@@ -571,6 +573,8 @@ class SqlCore(SqlBase):
             "INSERT INTO dendrite_admin_events (event_id, room_id, sender, type, state_key,"
             " content, origin_server_ts, depth, event_json)", 9, events)
         if state:
+            # Before the state changes: the summary compares with the state it replaces.
+            yield from self._update_room_summary(room_id, state_content)
             yield from insert_rows(
                 "INSERT INTO dendrite_admin_current_state (room_id, type, state_key, event_id)",
                 4, [(room_id, t, sk, eid) for (t, sk), eid in state.items()],
@@ -586,6 +590,14 @@ class SqlCore(SqlBase):
         yield Stmt("UPDATE dendrite_admin_rooms SET depth = %s, latest_event_id = %s"
                    " WHERE room_id = %s", (depth, latest, room_id))
         return ids
+
+    def _update_room_summary(
+        self, room_id: str, changes: Mapping[tuple[str, str], Mapping[str, Any]]
+    ) -> Op[None]:
+        """Keep the room's summary (room administration, sql/rooms_admin.py) in step
+        with state changes about to be stored; overridden there."""
+        return None
+        yield  # a generator that yields nothing
 
     async def set_room_tag(
         self, user: UserID, room_id: str, tag: str, content: Mapping[str, Any]

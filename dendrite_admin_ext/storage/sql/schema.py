@@ -78,6 +78,8 @@ POSTGRES = Dialect(
                          " WHERE schemaname = current_schema())",
         # Dendrite numbers a new device's session the same way on PostgreSQL.
         "dendrite_session_id": "nextval('userapi_device_session_id_seq')",
+        # Position of a substring (1-based; 0 when absent).
+        "strpos": "strpos",
     },
     # Any constant shared by every worker of this package.
     migration_lock="SELECT pg_advisory_xact_lock(7234017650394541)",
@@ -100,6 +102,7 @@ SQLITE = Dialect(
         # Dendrite's SQLite storage numbers a new device's session as the number of
         # devices plus one (devices_table.go InsertDevice).
         "dendrite_session_id": "(SELECT COUNT(access_token) + 1 FROM userapi_devices)",
+        "strpos": "instr",
     },
 )
 
@@ -425,7 +428,142 @@ _V4 = Migration(
     ),
 )
 
+
+def _json_text(dialect_name: str, key: str) -> str:
+    """SQL for the text at ``key`` of the JSON content of event ``e`` (a fixed key of
+    the Matrix spec, never a value)."""
+    if dialect_name == "postgres":
+        return f"((e.content)::json ->> '{key}')"
+    return f"json_extract(e.content, '$.\"{key}\"')"
+
+
+def _summary_backfill(dialect_name: str) -> tuple[str, ...]:
+    """Summaries of the rooms stored before v5 (later rooms get theirs as events are
+    appended)."""
+    def state(event_type: str, key: str) -> str:
+        return (f"(SELECT {_json_text(dialect_name, key)} FROM dendrite_admin_current_state s"  # noqa: S608
+                " JOIN dendrite_admin_events e ON e.event_id = s.event_id"
+                f" WHERE s.room_id = r.room_id AND s.type = '{event_type}'"
+                " AND s.state_key = '')")
+
+    columns = [
+        state("m.room.name", "name"),
+        state("m.room.canonical_alias", "alias"),
+        state("m.room.topic", "topic"),
+        state("m.room.avatar", "url"),
+        state("m.room.join_rules", "join_rule"),
+        state("m.room.guest_access", "guest_access"),
+        state("m.room.history_visibility", "history_visibility"),
+        state("m.room.encryption", "algorithm"),
+        state("m.room.create", "type"),
+        # m.federate is a JSON boolean: false only when written so.
+        "COALESCE(" + (state("m.room.create", "m.federate") if dialect_name == "postgres"
+                       else state("m.room.create", "m.federate").replace(
+                           "json_extract(", "json_type(")) + " <> 'false', TRUE)",
+        state("m.room.tombstone", "replacement_room"),
+        "(SELECT COUNT(*) FROM dendrite_admin_memberships m WHERE m.room_id = r.room_id"
+        " AND m.membership = 'join')",
+        "(SELECT COUNT(*) FROM dendrite_admin_current_state c WHERE c.room_id = r.room_id)",
+    ]
+    return (
+        "INSERT INTO dendrite_admin_room_summary (room_id, name, canonical_alias, topic,"  # noqa: S608
+        " avatar, join_rules, guest_access, history_visibility, encryption, room_type,"
+        " federatable, replacement_room, joined_members, state_events)"
+        " SELECT r.room_id, " + ", ".join(columns) + " FROM dendrite_admin_rooms r"
+        " WHERE true ON CONFLICT DO NOTHING",
+        "INSERT INTO dendrite_admin_room_server_members (room_id, server_name, joined)"
+        " SELECT room_id, server_name, COUNT(*) FROM dendrite_admin_memberships"
+        " WHERE membership = 'join' GROUP BY room_id, server_name ON CONFLICT DO NOTHING",
+    )
+
+
+@dataclass(frozen=True)
+class _MigrationWithData(Migration):
+    """A migration whose per-dialect data statements run after its DDL."""
+
+    after: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def for_dialect(self, dialect: Dialect, *, shared: bool = False) -> list[str]:
+        return [*super().for_dialect(dialect, shared=shared),
+                *self.after.get(dialect.name, ())]
+
+
+_V5 = _MigrationWithData(
+    5,
+    "Room administration and durable jobs: room summaries, blocks, jobs",
+    statements=(
+        # One row per room: what the room list shows and orders by (room IDs compared
+        # byte-wise where they order, like the reference backend does), kept up to date as
+        # events are appended (sql/core.py _append_to_room), so a list page reads rows
+        # and indexes instead of folding state per request (SPEC 11).
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_room_summary (
+            room_id TEXT NOT NULL PRIMARY KEY,
+            name TEXT {binary},
+            canonical_alias TEXT {binary},
+            topic TEXT,
+            avatar TEXT,
+            join_rules TEXT,
+            guest_access TEXT,
+            history_visibility TEXT,
+            encryption TEXT,
+            room_type TEXT,
+            federatable BOOLEAN NOT NULL DEFAULT TRUE,
+            replacement_room TEXT,
+            joined_members BIGINT NOT NULL DEFAULT 0,
+            state_events BIGINT NOT NULL DEFAULT 0
+        )""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_room_summary_name_idx
+            ON dendrite_admin_room_summary ((name IS NULL), name, room_id {binary})""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_room_summary_size_idx
+            ON dendrite_admin_room_summary (joined_members, room_id {binary})""",
+        # Joined members per (room, server): joined_local_members and emptyRooms.
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_room_server_members (
+            room_id TEXT NOT NULL,
+            server_name TEXT NOT NULL,
+            joined BIGINT NOT NULL,
+            PRIMARY KEY (room_id, server_name)
+        )""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_room_blocks (
+            room_id TEXT NOT NULL PRIMARY KEY,
+            user_id TEXT,
+            ts BIGINT NOT NULL
+        )""",
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_jobs (
+            seq {serial_pk},
+            job_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            target TEXT,
+            params TEXT NOT NULL,
+            status TEXT NOT NULL,
+            total BIGINT,
+            done BIGINT NOT NULL DEFAULT 0,
+            failed BIGINT NOT NULL DEFAULT 0,
+            cursor TEXT,
+            result TEXT NOT NULL,
+            error TEXT,
+            created_ts BIGINT NOT NULL,
+            started_ts BIGINT,
+            finished_ts BIGINT,
+            worker_id TEXT,
+            lease_expires_ts BIGINT
+        )""",
+        # Claims look for scheduled jobs and active ones whose lease ran out.
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_jobs_status_idx
+            ON dendrite_admin_jobs (status, seq)""",
+        """CREATE INDEX IF NOT EXISTS dendrite_admin_jobs_target_idx
+            ON dendrite_admin_jobs (target, seq)""",
+        # What a job's steps did, item by item (the users a deletion parted).
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_job_items (
+            job_id TEXT NOT NULL,
+            n BIGINT NOT NULL,
+            item TEXT NOT NULL,
+            PRIMARY KEY (job_id, n)
+        )""",
+    ),
+    after={name: _summary_backfill(name) for name in ("postgres", "sqlite")},
+)
+
 # Every feature's schema changes, in version order.  Versions are assigned per feature
 # as they are written; a version, once released, is never edited.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = MIGRATIONS[-1].version
