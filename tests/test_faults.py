@@ -25,6 +25,7 @@ import pytest
 
 from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.passwords import PasswordHasher
+from dendrite_admin_ext.storage.coalescing import CoalescingStorage
 from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.types import AccountType, NewDevice
@@ -137,8 +138,8 @@ async def test_postgres_restart_under_load(aiohttp_client: Any, schemas: Schemas
     only 200 or 503, every notice reported sent is stored, and retrying the refused
     ones afterwards sends each exactly once."""
     with local_cluster() as cluster:
-        storage = PostgresStorage(cluster.dsn, pool_size=4, connect_timeout=1.0,
-                                  statement_timeout=3.0)
+        storage = CoalescingStorage(PostgresStorage(
+            cluster.dsn, pool_size=4, connect_timeout=1.0, statement_timeout=3.0))
         await storage.open()
         try:
             app, _ctx = make_host_app(make_config(schemas), storage, schemas)
