@@ -2,8 +2,9 @@
 
 The admin paths live under four prefixes, so the API is mounted as one sub-application
 per prefix.  They share one :class:`~.context.AdminContext`; each carries the admin
-pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, time limit,
-auth), which therefore applies to admin paths only.
+pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, deadline,
+auth — each route's steps composed here, once), which therefore applies to admin paths
+only.
 """
 
 from __future__ import annotations
@@ -21,10 +22,17 @@ from .config import Config
 from .context import CONTEXT_KEY, AdminContext
 from .events import now_ms
 from .features import check_storage, enabled_features
-from .limits import Deadlines, RateLimiter
+from .limits import RateLimiter
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
-from .pipeline import RoutePolicy, admin_middleware
+from .pipeline import (
+    Next,
+    RoutePolicy,
+    admin_middleware,
+    compose,
+    rendering_steps,
+    steps_for,
+)
 from .routes import PREFIXES, RouteSpec, enabled_routes
 from .services.evacuation import wait_for_running
 from .storage.protocols import AdminStorage, StorageLifecycle
@@ -38,24 +46,22 @@ DETACHED_WORK_GRACE_S = 60.0
 
 
 def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimiter,
-                  deadlines: Deadlines, recorder: AuditRecorder,
-                  openapi: dict[str, Any]) -> web.Application:
-    policies: dict[AbstractRoute, RoutePolicy] = {}
-    sub = web.Application(middlewares=[
-        admin_middleware(ctx, policies, limiter, deadlines, recorder),
-    ])
+                  recorder: AuditRecorder, openapi: dict[str, Any]) -> web.Application:
+    chains: dict[AbstractRoute, Next] = {}
+    # Unknown paths and wrong methods: rendered, nothing else.
+    sub = web.Application(middlewares=[admin_middleware(chains, rendering_steps(ctx))])
     sub[CONTEXT_KEY] = ctx
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
         route = sub.router.add_route(spec.method, spec.path, spec.handler)
         if spec.body_schema is not None:
             ctx.body_validators[route] = ctx.schemas[spec.body_schema]
-        policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                      spec.quiet)
+        policy = RoutePolicy(spec.access, spec.audit, spec.rate_limited, spec.quiet)
+        chains[route] = compose(spec.handler, steps_for(policy, ctx, limiter, recorder))
     return sub
 
 
-def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
+def _lifecycle(ctx: AdminContext, manage_storage: bool
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         if manage_storage:
@@ -66,7 +72,6 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
             yield
         finally:
             await wait_for_running(ctx, DETACHED_WORK_GRACE_S)
-            await deadlines.close()
             await ctx.activity.stop()
             ctx.hasher.close()
             if manage_storage:
@@ -112,7 +117,6 @@ def setup_admin(
     openapi = build_openapi(config, routes, ctx.schemas)
     rate = config.registration.rate_limit
     limiter = RateLimiter(rate.per_second, rate.burst)
-    deadlines = Deadlines(config.http.request_timeout)
     recorder = AuditRecorder(ctx)
     by_prefix: dict[str, list[RouteSpec]] = defaultdict(list)
     for spec in routes:
@@ -121,6 +125,6 @@ def setup_admin(
         # Every prefix is mounted even when empty, so unknown paths under it still get
         # a Matrix JSON 404 rather than the host's (or aiohttp's) plain-text one.
         app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
-                                             deadlines, recorder, openapi))
-    app.cleanup_ctx.append(_lifecycle(ctx, deadlines, manage_storage))
+                                             recorder, openapi))
+    app.cleanup_ctx.append(_lifecycle(ctx, manage_storage))
     return ctx
