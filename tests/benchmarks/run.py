@@ -138,7 +138,8 @@ def _env() -> dict[str, str]:
 
 
 def bench_server(folder: Path, *, ceiling: bool = False, floor: bool = False,
-                 hash_on_loop: bool = False, **overrides: Any) -> Server:
+                 hash_on_loop: bool = False, forms: dict[str, str] | None = None,
+                 **overrides: Any) -> Server:
     folder.mkdir(parents=True, exist_ok=True)
     raw: dict[str, Any] = {
         "server_name": SERVER_NAME,
@@ -149,7 +150,8 @@ def bench_server(folder: Path, *, ceiling: bool = False, floor: bool = False,
     }
     config = write_config(folder, **raw)
     flags = [*(["--ceiling"] if ceiling else []), *(["--floor"] if floor else []),
-             *(["--hash-on-loop"] if hash_on_loop else [])]
+             *(["--hash-on-loop"] if hash_on_loop else []),
+             *(f"--form={device}={form}" for device, form in (forms or {}).items())]
     return Server(config, command=[sys.executable, "-m", "tests.benchmarks.server", *flags])
 
 
@@ -551,11 +553,31 @@ def bench_evacuation(p: Profile, backends: Backends, report: Report, folder: Pat
                    ratio <= big / small * 1.1 and growth <= 150))
 
 
+def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+    """Each speed device against its plain form (devices.py), on the whois figure of
+    the backends it targets: two servers, alternating round by round."""
+    from .devices import DEVICES
+
+    for device, (targets, plain) in DEVICES.items():
+        for name in [n for n in targets if n in backends.names]:
+            with serving(bench_server(folder / f"{device}-{name}-device",
+                                      forms={device: "device"},
+                                      database=backends.database(name))) as on, \
+                    serving(bench_server(folder / f"{device}-{name}-plain",
+                                         forms={device: "plain"},
+                                         database=backends.database(name))) as off:
+                got, ref = rotate(p.rounds, measure(p, on, WHOIS_PATH),
+                                  measure(p, off, WHOIS_PATH))
+                ratio_row(report, f"device {device}: whois, {name}, against {plain}",
+                          got, ref, None)
+
+
 def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
     """CPU per token lookup through the storage vs the bare driver (see calls.py)."""
     from .calls import measure_calls
 
-    labels = {"thread": "one-token SELECT per call, sqlite3 on a 1-thread executor",
+    labels = {"uncoalesced": "the same storage without the coalescing wrapper",
+              "thread": "one-token SELECT per call, sqlite3 on a 1-thread executor",
               "loop": "one-token SELECT per call, sqlite3 on the event loop "
                       "(not allowed: no thread)",
               "driver": "one-token SELECT per call, bare psycopg2 async round trip",
@@ -568,7 +590,7 @@ def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) ->
         ours = med(got.pop("storage"))
         for key, runs in got.items():
             ref = med(runs)
-            report.add(Row(f"get_session CPU per call, {name} (32 in flight)",
+            report.add(Row(f"token lookup CPU per call, {name} (32 in flight)",
                            f"{ours:.1f} us", f"{ref:.1f} us: {labels[key]}",
                            f"{ours / ref:.2f}x", "", None))
 
@@ -652,7 +674,7 @@ def write_results(path: Path, p: Profile, report: Report, seconds: float) -> Non
     path.write_text("\n".join(lines) + ("\n" + commentary if commentary else ""))
 
 
-SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls")
+SECTIONS = ("whois", "notices", "nonces", "health", "evacuate", "calls", "devices")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -702,6 +724,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_evacuation(p, backends, report, folder)
         if "calls" in only:
             bench_calls(p, backends, report, folder)
+        if "devices" in only:
+            bench_devices(p, backends, report, folder)
     seconds = time.perf_counter() - started
     print()
     print(report.table())
