@@ -566,9 +566,35 @@ def bench_evacuation(p: Profile, backends: Backends, report: Report, folder: Pat
                    ratio <= big / small * 1.1 and growth <= 150))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_cpu(p: Profile, server: Server, path: str) -> Callable[[], dict[str, Any]]:
+    """:func:`measure`, and the server's CPU time per answered request (``cpu_us``):
+    what a request costs the server, which a busy machine moves far less than its
+    rate.  Warm-up is done once beforehand, so every request of a run is counted."""
+    args = loadgen_args(server, path, token=WHOIS_TOKEN, concurrency=p.concurrency,
+                        duration=p.duration, warmup=0.0)
+    load(loadgen_args(server, path, token=WHOIS_TOKEN, concurrency=p.concurrency,
+                      duration=p.warmup, warmup=0.0))
+    pid = pid_of(server)
+
+    def once() -> dict[str, Any]:
+        before = cpu_seconds(pid)
+        result = load(args)
+        result["cpu_us"] = (cpu_seconds(pid) - before) * 1e6 / max(1, result["requests"])
+        return result
+    return once
+
+
 def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
     """Each speed device against its plain form (devices.py), on the whois figure of
-    the backends it targets: two servers, alternating round by round."""
+    the backends it targets: two servers, alternating round by round.  Two rows each:
+    the rate, and the server's CPU per request (the steadier of the two on a busy
+    machine); the gain is the plain form's CPU over the device's."""
     from .devices import DEVICES
 
     for device, (targets, plain) in DEVICES.items():
@@ -579,11 +605,18 @@ def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path) 
                     serving(bench_server(folder / f"{device}-{name}-plain",
                                          forms={device: "plain"},
                                          database=backends.database(name))) as off:
-                got, ref = rotate(p.rounds, measure(p, on, WHOIS_PATH),
-                                  measure(p, off, WHOIS_PATH))
-                ratio_row(report, f"device {device}: whois, {name}, against {plain}",
-                          got, ref, None)
-                report.rows[-1].target = f"kept if >= {KEEP_DEVICE:.2f}x"
+                got, ref = rotate(p.rounds, measure_cpu(p, on, WHOIS_PATH),
+                                  measure_cpu(p, off, WHOIS_PATH))
+                label = f"device {device}: whois, {name}, against {plain}"
+                ratio_row(report, label, got, ref, None)
+                gains = [r["cpu_us"] / g["cpu_us"] for g, r in zip(got, ref, strict=True)
+                         if g["cpu_us"]]
+                gain = med(gains) if gains else float("nan")
+                report.add(Row(
+                    f"{label}: server CPU per request",
+                    f"{med([g['cpu_us'] for g in got]):.0f} us",
+                    f"{med([r['cpu_us'] for r in ref]):.0f} us",
+                    f"{gain:.2f}x gain", f"kept if >= {KEEP_DEVICE:.2f}x gain", None))
 
 
 def bench_baseline(p: Profile, backends: Backends, report: Report, folder: Path,
