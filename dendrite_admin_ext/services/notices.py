@@ -27,14 +27,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from ..context import AdminContext
+from ..config import Config
+from ..context import KeyedLocks, RecentChecks
 from ..errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
 from ..events import ROOM_VERSION
 from ..identifiers import UserID, parse_user_id
+from ..storage.protocols import AccountStore, RoomStore, ServerNoticeStore
 from ..storage.types import (
     AccountType,
     Member,
@@ -44,12 +46,14 @@ from ..storage.types import (
     NoticeTxnKey,
     Profile,
 )
-from .evacuation import member_content, room_lock_key, run_to_completion
+from .evacuation import Detaching, member_content, room_lock_key, run_to_completion
 
 __all__ = [
     "SERVER_NOTICE_TAG",
     "TXN_LIFETIME_MS",
     "Notice",
+    "NoticeNeeds",
+    "NoticeStore",
     "ensure_system_user",
     "notice_power_levels",
     "parse_notice",
@@ -87,11 +91,34 @@ def parse_notice(body: Mapping[str, Any], server_name: str) -> Notice:
     return Notice(user, body.get("type", "m.room.message"), body["content"])
 
 
-def system_user(ctx: AdminContext) -> UserID:
+class NoticeStore(AccountStore, RoomStore, ServerNoticeStore, Protocol):
+    """The storage server notices read and write."""
+
+
+class NoticeNeeds(Detaching, Protocol):
+    """What the notice services use (the ``AdminContext`` has it all)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def storage(self) -> NoticeStore: ...
+
+    @property
+    def locks(self) -> KeyedLocks: ...
+
+    @property
+    def recent(self) -> RecentChecks: ...
+
+    @property
+    def clock(self) -> Callable[[], int]: ...
+
+
+def system_user(ctx: NoticeNeeds) -> UserID:
     return UserID(ctx.config.server_notices.local_part, ctx.config.server_name)
 
 
-def _wanted_profile(ctx: AdminContext) -> Profile:
+def _wanted_profile(ctx: NoticeNeeds) -> Profile:
     cfg = ctx.config.server_notices
     return Profile(cfg.display_name or None, cfg.avatar_url or None)
 
@@ -127,7 +154,7 @@ def notice_power_levels(system: str) -> dict[str, Any]:
     }
 
 
-async def ensure_system_user(ctx: AdminContext) -> UserID:
+async def ensure_system_user(ctx: NoticeNeeds) -> UserID:
     """Create the system user if missing (no password, so nobody can log in as it) and
     bring its profile in line with the config.  Checked in storage at most once per
     ``ctx.recent.ttl_ms`` (a minute) by each process: a host that changes or removes
@@ -149,7 +176,7 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
     return system
 
 
-async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
+async def send_server_notice(ctx: NoticeNeeds, notice: Notice) -> str:
     """Send one notice; return its event ID.  Unknown user or the system user itself:
     :class:`NotFound`."""
     # Once started, finish even if the client goes away: a user invited back to the
@@ -158,7 +185,7 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     return await run_to_completion(ctx, _send_checked(ctx, notice))
 
 
-async def _send_checked(ctx: AdminContext, notice: Notice,
+async def _send_checked(ctx: NoticeNeeds, notice: Notice,
                         txn: NoticeTxnKey | None = None) -> str:
     if notice.user == system_user(ctx):
         raise NotFound("Cannot send server notices to the server notices user")
@@ -167,7 +194,7 @@ async def _send_checked(ctx: AdminContext, notice: Notice,
     return await _send(ctx, notice, txn)
 
 
-async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> str:
+async def _send(ctx: NoticeNeeds, notice: Notice, txn: NoticeTxnKey | None) -> str:
     storage = ctx.storage
     system = await ensure_system_user(ctx)
 
@@ -199,7 +226,7 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
             f"the server-notices room of {notice.user} kept changing; try again")
 
 
-async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
+async def _reuse_room(ctx: NoticeNeeds, room_id: str, system: UserID,
                       target: UserID) -> bool:
     """Make the recorded room usable again (re-invite, refresh the system user's
     profile); False when it cannot be and a new room is needed."""
@@ -228,7 +255,7 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     return True
 
 
-async def _find_local_member(ctx: AdminContext, room_id: str, user: UserID) -> Member | None:
+async def _find_local_member(ctx: NoticeNeeds, room_id: str, user: UserID) -> Member | None:
     after: UserID | None = None
     while True:  # notices rooms have two members: one page in practice
         page = await ctx.storage.get_local_joined_members(
@@ -241,18 +268,18 @@ async def _find_local_member(ctx: AdminContext, room_id: str, user: UserID) -> M
         after = page[-1].user
 
 
-def _member_check(ctx: AdminContext, room_id: str) -> tuple[str, str, Profile]:
+def _member_check(ctx: NoticeNeeds, room_id: str) -> tuple[str, str, Profile]:
     """The :class:`RecentChecks` key of "the system user's member event in this room
     shows the configured profile"."""
     return ("notices_system_member", room_id, _wanted_profile(ctx))
 
 
-def _name_check(ctx: AdminContext, room_id: str) -> tuple[str, str, str]:
+def _name_check(ctx: NoticeNeeds, room_id: str) -> tuple[str, str, str]:
     """The :class:`RecentChecks` key of "this room is named as the config says"."""
     return ("notices_room_name", room_id, ctx.config.server_notices.room_name)
 
 
-async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) -> None:
+async def _refresh_room_name(ctx: NoticeNeeds, room_id: str, system: UserID) -> None:
     """After ``room_name`` changed in the config, rename the rooms made before, as each
     is reused (as Synapse does); checked at most once per ``ctx.recent.ttl_ms`` per
     room and process.  An empty ``room_name`` leaves names alone."""
@@ -267,7 +294,7 @@ async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) ->
     ctx.recent.mark(checked, ctx.clock())
 
 
-async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID) -> None:
+async def _refresh_system_member(ctx: NoticeNeeds, room_id: str, system: UserID) -> None:
     """After a config change, show the new display name and avatar in the room too
     (checked at most once per ``ctx.recent.ttl_ms`` per room and process)."""
     want = _wanted_profile(ctx)
@@ -282,7 +309,7 @@ async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID
     ctx.recent.mark(checked, ctx.clock())
 
 
-async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
+async def _create_room(ctx: NoticeNeeds, system: UserID, target: UserID, *,
                        replacing: str | None) -> str | None:
     """Create, join (with ``auto_join``), tag and record the user's new notices room in
     one storage transaction; None if another worker recorded one first."""
@@ -311,7 +338,7 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
     ), replacing=replacing, tag=SERVER_NOTICE_TAG, joins=joins)
 
 
-async def send_server_notice_once(ctx: AdminContext, notice: Notice,
+async def send_server_notice_once(ctx: NoticeNeeds, notice: Notice,
                                   key: NoticeTxnKey) -> str:
     """Send the notice unless this transaction was already sent; return the event ID
     of the first send.  The event and its record are written in one transaction, so
@@ -320,7 +347,7 @@ async def send_server_notice_once(ctx: AdminContext, notice: Notice,
     return await run_to_completion(ctx, _send_once(ctx, notice, key))
 
 
-async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> str:
+async def _send_once(ctx: NoticeNeeds, notice: Notice, key: NoticeTxnKey) -> str:
     async with ctx.locks(("notice_txn", key)):
         existing = await ctx.storage.get_notice_txn(key)
         if existing is not None:
@@ -331,12 +358,12 @@ async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> st
     return kept
 
 
-async def _purge_quietly(ctx: AdminContext) -> None:
+async def _purge_quietly(ctx: NoticeNeeds) -> None:
     try:
         await purge_old_txns(ctx)
     except Exception:  # the notices are sent; a purge that fails waits for the next
         log.warning("could not purge old server-notice transactions", exc_info=True)
 
 
-async def purge_old_txns(ctx: AdminContext) -> int:
+async def purge_old_txns(ctx: NoticeNeeds) -> int:
     return await ctx.storage.purge_notice_txns(ctx.clock() - TXN_LIFETIME_MS)
