@@ -590,7 +590,8 @@ def measure_cpu(p: Profile, server: Server, path: str) -> Callable[[], dict[str,
     return once
 
 
-def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
+def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path,
+                  devices: Sequence[str] | None = None) -> None:
     """Each speed device against its plain form (devices.py), on the whois figure of
     the backends it targets: two servers, alternating round by round.  Two rows each:
     the rate, and the server's CPU per request (the steadier of the two on a busy
@@ -598,6 +599,8 @@ def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path) 
     from .devices import DEVICES
 
     for device, (targets, plain) in DEVICES.items():
+        if devices is not None and device not in devices:
+            continue
         for name in [n for n in targets if n in backends.names]:
             with serving(bench_server(folder / f"{device}-{name}-device",
                                       forms={device: "device"},
@@ -756,6 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also measure whois against the checkout in DIR (e.g. "
                              "git archive of an earlier commit), round by round")
+    parser.add_argument("--devices", help="the devices section: only these (devices.py)")
     parser.add_argument("--rounds", type=int,
                         help="rounds per figure instead of the profile's (more rounds: "
                              "steadier medians on a busy machine)")
@@ -801,7 +805,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "calls" in only:
             bench_calls(p, backends, report, folder)
         if "devices" in only:
-            bench_devices(p, backends, report, folder)
+            bench_devices(p, backends, report, folder,
+                          args.devices.split(",") if args.devices else None)
         if args.baseline is not None:
             bench_baseline(p, backends, report, folder, args.baseline.resolve())
     seconds = time.perf_counter() - started
