@@ -209,11 +209,14 @@ def _deliver(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) 
             future.set_result(value)
 
 
-# -- get_context: config_dict ------------------------------------------------------------------
+# -- get_context: the sub-application's own mapping first ------------------------------------
 
-def _plain_get_context(request: web.Request) -> Any:
+def _fast_get_context(request: web.Request) -> Any:
     from dendrite_admin_ext.context import CONTEXT_KEY
 
+    ctx = request.app.get(CONTEXT_KEY)
+    if ctx is not None:
+        return ctx
     return request.config_dict[CONTEXT_KEY]
 
 
@@ -239,8 +242,8 @@ def apply_form(device: str, form: str) -> None:
     if device == "context_fast_path":
         from dendrite_admin_ext import context
 
-        if form == "plain":
-            _replace_everywhere(context.get_context, _plain_get_context)
+        if form == "device":
+            _replace_everywhere(context.get_context, _fast_get_context)
         return
     if device == "user_id_cache":
         from dendrite_admin_ext import identifiers
