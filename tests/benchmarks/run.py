@@ -623,12 +623,15 @@ def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path,
 
 
 def bench_baseline(p: Profile, backends: Backends, report: Report, folder: Path,
-                   baseline: Path) -> None:
+                   baseline: Path, forms: dict[str, str] | None = None) -> None:
     """whois of this checkout against another one (``--baseline DIR``: e.g. the commit
     before a change, exported with ``git archive``), each its own server on the same
-    kind of database, alternating round by round."""
+    kind of database, alternating round by round.  ``forms``: devices of ours swapped
+    (devices.py), to see what one of them contributes."""
+    swapped = "".join(f", {d}={f}" for d, f in (forms or {}).items())
     for name in list(backends.names):
-        ours = bench_server(folder / f"ours-{name}", database=backends.database(name))
+        ours = bench_server(folder / f"ours-{name}", forms=forms,
+                            database=backends.database(name))
         theirs_config = bench_server(folder / f"baseline-{name}",
                                      database=backends.database(name)).config_path
         theirs = Server(theirs_config, command=[
@@ -637,8 +640,8 @@ def bench_baseline(p: Profile, backends: Backends, report: Report, folder: Path,
         with serving(ours), serving(theirs):
             got, ref = rotate(p.rounds, measure(p, ours, WHOIS_PATH),
                               measure(p, theirs, WHOIS_PATH))
-            ratio_row(report, f"whois, {name}: ours against the baseline checkout", got, ref,
-                      TARGET_VS_BASELINE)
+            ratio_row(report, f"whois, {name}: ours{swapped} against the baseline checkout",
+                      got, ref, TARGET_VS_BASELINE)
 
 
 def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
@@ -754,12 +757,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode.add_argument("--quick", action="store_true")
     mode.add_argument("--smoke", action="store_true")
     parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated subset of {','.join(SECTIONS)}")
+                        help=f"comma-separated subset of {','.join(SECTIONS)} "
+                             "(or 'baseline': only the --baseline figures)")
     parser.add_argument("--backends", default="memory,sqlite,postgres")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also measure whois against the checkout in DIR (e.g. "
                              "git archive of an earlier commit), round by round")
     parser.add_argument("--devices", help="the devices section: only these (devices.py)")
+    parser.add_argument("--form", action="append", default=[], metavar="DEVICE=FORM",
+                        help="with --baseline: swap one of our devices (devices.py)")
     parser.add_argument("--rounds", type=int,
                         help="rounds per figure instead of the profile's (more rounds: "
                              "steadier medians on a busy machine)")
@@ -776,9 +782,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds:
         p = dataclasses.replace(p, rounds=args.rounds)
     only = set(args.only.split(","))
-    unknown = only - set(SECTIONS)
+    unknown = only - set(SECTIONS) - {"baseline"}
     if unknown:
         parser.error(f"unknown sections: {sorted(unknown)}")
+    if "baseline" in only and args.baseline is None:
+        parser.error("--only baseline needs --baseline DIR")
     # RESULTS.md's reading covers every row, Synapse's included.
     complete = (p.name == "full" and only == set(SECTIONS) and args.synapse is not None
                 and not args.rounds
@@ -808,7 +816,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_devices(p, backends, report, folder,
                           args.devices.split(",") if args.devices else None)
         if args.baseline is not None:
-            bench_baseline(p, backends, report, folder, args.baseline.resolve())
+            bench_baseline(p, backends, report, folder, args.baseline.resolve(),
+                           dict(f.split("=", 1) for f in args.form))
     seconds = time.perf_counter() - started
     print()
     print(report.table())
