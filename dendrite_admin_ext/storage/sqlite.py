@@ -1,24 +1,26 @@
 """SQLite backend: the embedded default (one file, no service to run).
 
-Every call runs on one dedicated thread (a one-thread executor) that owns the only
-connection, so the event loop never blocks on disk and statements never interleave.
-(A worker of our own that handed results back in batches, one loop wake-up per batch,
-gained nothing measurable over the plain executor: see the ``devices`` rows of
-``tests/benchmarks/RESULTS.md``.)  The database is in WAL mode (readers do not block the
-writer, and other processes — several workers, the CLI — may open the same file);
-writes take the lock up front with ``BEGIN IMMEDIATE`` and wait up to ``busy_timeout``
-for another process's writer.
+Every call runs on one dedicated worker thread that owns the only connection, so the
+event loop never blocks on disk and statements never interleave.  The worker takes the
+calls queued so far as one batch and hands their results back to the loop in one
+wake-up: under load a thread hop per call (wake the thread, then wake the loop) costs
+far more than the indexed queries themselves.  The database is in
+WAL mode (readers do not block the writer, and other processes — several workers, the
+CLI — may open the same file); writes take the lock up front with ``BEGIN IMMEDIATE``
+and wait up to ``busy_timeout`` for another process's writer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import StorageUnavailableError
 from .sql import Op, SqlStorage, drive_sync
@@ -28,26 +30,84 @@ __all__ = ["SqliteStorage"]
 
 T = TypeVar("T")
 
+_Job = tuple[Callable[[], Any], "asyncio.Future[Any] | None"]
+
 
 class _Worker:
-    """The storage's one thread: calls run there in the order they were submitted."""
+    """One thread running queued calls in order, results delivered in batches."""
 
     def __init__(self, name: str) -> None:
         self._loop = asyncio.get_running_loop()
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
+        self._jobs: collections.deque[_Job | None] = collections.deque()
+        self._wake = threading.Condition(threading.Lock())
+        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
+        self._thread.start()
 
     def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
-        return self._loop.run_in_executor(self._pool, call)
+        future: asyncio.Future[T] = self._loop.create_future()
+        with self._wake:
+            self._jobs.append((call, future))
+            self._wake.notify()
+        return future
 
     def call_blocking(self, call: Callable[[], T]) -> T:
-        """Run ``call`` on the thread and wait for it, blocking (tests and tools that
-        must see the database exactly as the storage does; never from the loop in the
+        """Run ``call`` on the worker and wait for it, blocking (tests and tools that
+        must see the database exactly as the worker does; never from the loop in the
         server)."""
-        return self._pool.submit(call).result()
+        result: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            try:
+                result.set_result(call())
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        with self._wake:
+            self._jobs.append((job, None))
+            self._wake.notify()
+        return result.result()
 
     async def stop(self) -> None:
-        """Let the calls submitted so far finish, then end the thread."""
-        await self._loop.run_in_executor(None, self._pool.shutdown)
+        with self._wake:
+            self._jobs.append(None)
+            self._wake.notify()
+        await self._loop.run_in_executor(None, self._thread.join)
+
+    def _main(self) -> None:
+        while True:
+            with self._wake:
+                while not self._jobs:
+                    self._wake.wait()
+                batch = list(self._jobs)
+                self._jobs.clear()
+            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+            stop = False
+            for job in batch:
+                if job is None:
+                    stop = True
+                    break
+                call, future = job
+                if future is None:
+                    call()  # call_blocking: it reports its own outcome
+                    continue
+                try:
+                    done.append((future, call(), None))
+                except BaseException as exc:  # handed to the caller, like an executor
+                    done.append((future, None, exc))
+            if done:
+                self._loop.call_soon_threadsafe(_deliver, done)
+            if stop:
+                return
+
+
+def _deliver(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, exc in done:
+        if future.cancelled():
+            continue  # the caller went away; the call itself has run
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
 
 
 class SqliteStorage(SqlStorage):

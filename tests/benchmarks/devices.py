@@ -11,9 +11,9 @@ here and the other one is put in by patching:
 
 * ``coalescing``: :class:`~dendrite_admin_ext.storage.coalescing.CoalescingStorage`
   around the SQL backends, against the bare backend (one statement per read).
-* ``sqlite_worker``: a worker thread of our own for the SQLite backend (results handed
-  back in batches, one loop wake-up per batch), against the one-thread
-  ``ThreadPoolExecutor`` it ships with (``loop.run_in_executor``, a wake-up per call).
+* ``sqlite_worker``: the SQLite backend's own worker thread (results handed back in
+  batches, one loop wake-up per batch), against a one-thread ``ThreadPoolExecutor``
+  (``loop.run_in_executor``, one wake-up per call).
 * ``deadline_sweeper``: one shared sweeper task cancelling the requests past
   ``http.request_timeout``, against ``asyncio.timeout`` per request.
 * ``context_fast_path``: ``get_context`` reading the sub-application's own mapping
@@ -24,11 +24,9 @@ here and the other one is put in by patching:
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import contextlib
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -126,87 +124,23 @@ def _swept_deadline_step(seconds: float) -> Any:
 _SWEPT: dict[float, SweptDeadlines] = {}
 
 
-# -- SQLite: a worker thread of our own -------------------------------------------------------
+# -- SQLite: a one-thread executor ---------------------------------------------------------------
 
-_Job = tuple[Callable[[], Any], "asyncio.Future[Any] | None"]
-
-
-class BatchingWorker:
-    """The SQLite backend's former worker: one thread running queued calls in order,
-    the results of each batch handed back to the loop in one wake-up."""
+class ExecutorWorker:
+    """The SQLite backend's worker interface on a one-thread ``ThreadPoolExecutor``."""
 
     def __init__(self, name: str) -> None:
         self._loop = asyncio.get_running_loop()
-        self._jobs: collections.deque[_Job | None] = collections.deque()
-        self._wake = threading.Condition(threading.Lock())
-        self._thread = threading.Thread(target=self._main, name=name, daemon=True)
-        self._thread.start()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=name)
 
     def submit(self, call: Callable[[], T]) -> asyncio.Future[T]:
-        future: asyncio.Future[T] = self._loop.create_future()
-        with self._wake:
-            self._jobs.append((call, future))
-            self._wake.notify()
-        return future
+        return self._loop.run_in_executor(self._pool, call)
 
     def call_blocking(self, call: Callable[[], T]) -> T:
-        """Run ``call`` on the worker and wait for it, blocking (tests and tools that
-        must see the database exactly as the worker does; never from the loop in the
-        server)."""
-        result: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def job() -> None:
-            try:
-                result.set_result(call())
-            except BaseException as exc:
-                result.set_exception(exc)
-
-        with self._wake:
-            self._jobs.append((job, None))
-            self._wake.notify()
-        return result.result()
+        return self._pool.submit(call).result()
 
     async def stop(self) -> None:
-        with self._wake:
-            self._jobs.append(None)
-            self._wake.notify()
-        await self._loop.run_in_executor(None, self._thread.join)
-
-    def _main(self) -> None:
-        while True:
-            with self._wake:
-                while not self._jobs:
-                    self._wake.wait()
-                batch = list(self._jobs)
-                self._jobs.clear()
-            done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            stop = False
-            for job in batch:
-                if job is None:
-                    stop = True
-                    break
-                call, future = job
-                if future is None:
-                    call()  # call_blocking: it reports its own outcome
-                    continue
-                try:
-                    done.append((future, call(), None))
-                except BaseException as exc:  # handed to the caller, like an executor
-                    done.append((future, None, exc))
-            if done:
-                self._loop.call_soon_threadsafe(_deliver, done)
-            if stop:
-                return
-
-
-def _deliver(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
-    for future, value, exc in done:
-        if future.cancelled():
-            continue  # the caller went away; the call itself has run
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(value)
+        await self._loop.run_in_executor(None, self._pool.shutdown)
 
 
 # -- get_context: the sub-application's own mapping first ------------------------------------
@@ -230,8 +164,8 @@ def apply_form(device: str, form: str) -> None:
     if device == "sqlite_worker":
         from dendrite_admin_ext.storage import sqlite
 
-        if form == "device":
-            sqlite._Worker = BatchingWorker  # type: ignore[misc,assignment]
+        if form == "plain":
+            sqlite._Worker = ExecutorWorker  # type: ignore[misc,assignment]
         return
     if device == "deadline_sweeper":
         from dendrite_admin_ext import pipeline

@@ -41,8 +41,8 @@ T = TypeVar("T")
 
 
 def _device_infos(rows: Sequence[Row]) -> list[DeviceInfo]:
-    """One user's devices from rows of ``_DEVICES_OF`` in order, one row per
-    connection."""
+    """One user's devices from rows of :meth:`SqlCore._devices_of`, in order, one row
+    per connection."""
     devices: dict[str, tuple[str | None, list[Connection], Row]] = {}
     for row in rows:
         entry = devices.setdefault(row.device_id, (row.display_name, [], row))
