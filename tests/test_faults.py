@@ -84,13 +84,13 @@ async def test_reset_password_client_gone(aiohttp_client: Any, schemas: Schemas,
 
         monkeypatch.setattr(PasswordHasher, "hash", slow_hash)
     else:
-        real_set = type(storage).set_password
+        real_set = storage.set_password
 
-        async def slow_set(self: Any, *args: Any, **kwargs: Any) -> None:
+        async def slow_set(*args: Any, **kwargs: Any) -> None:
             await asyncio.sleep(0.3)
-            await real_set(self, *args, **kwargs)
+            await real_set(*args, **kwargs)
 
-        monkeypatch.setattr(type(storage), "set_password", slow_set)
+        monkeypatch.setattr(storage, "set_password", slow_set)
 
     with contextlib.suppress(asyncio.TimeoutError):
         async with asyncio.timeout(0.1):
