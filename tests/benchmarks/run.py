@@ -624,9 +624,10 @@ def bench_devices(p: Profile, backends: Backends, report: Report, folder: Path,
 
 def bench_baseline(p: Profile, backends: Backends, report: Report, folder: Path,
                    baseline: Path, forms: dict[str, str] | None = None) -> None:
-    """whois of this checkout against another one (``--baseline DIR``: e.g. the commit
-    before a change, exported with ``git archive``), each its own server on the same
-    kind of database, alternating round by round.  ``forms``: devices of ours swapped
+    """whois (target) and server notices (information) of this checkout against
+    another one (``--baseline DIR``: e.g. the commit before a change, exported with
+    ``git archive``), each its own server on the same kind of database, alternating
+    round by round.  ``forms``: devices of ours swapped
     (devices.py), to see what one of them contributes."""
     swapped = "".join(f", {d}={f}" for d, f in (forms or {}).items())
     for name in list(backends.names):
@@ -642,6 +643,13 @@ def bench_baseline(p: Profile, backends: Backends, report: Report, folder: Path,
                               measure(p, theirs, WHOIS_PATH))
             ratio_row(report, f"whois, {name}: ours{swapped} against the baseline checkout",
                       got, ref, TARGET_VS_BASELINE)
+            path = "/_synapse/admin/v1/send_server_notice/"
+            got, ref = rotate(p.rounds, measure(p, ours, path + "ours-{n}", "PUT", NOTICE_BODY,
+                                                8, token=ADMIN_TOKEN),
+                              measure(p, theirs, path + "theirs-{n}", "PUT", NOTICE_BODY, 8,
+                                      token=ADMIN_TOKEN))
+            ratio_row(report, f"server notice, new txnId, {name}: ours{swapped} against the "
+                      "baseline checkout", got, ref, None)
 
 
 def bench_calls(p: Profile, backends: Backends, report: Report, folder: Path) -> None:
