@@ -2,14 +2,15 @@
 
 The admin paths live under four prefixes, so the API is mounted as one sub-application
 per prefix.  They share one :class:`~.context.AdminContext`; each carries the admin
-pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, time limit,
-auth), which therefore applies to admin paths only.
+pipeline (:mod:`.pipeline`: request id, CORS, errors, rate limit, audit, deadline,
+auth — each route's steps composed here, once), which therefore applies to admin paths
+only.
 
 Client login (SPEC 13) is the exception: its paths (``/_matrix/client/versions``,
 ``/_matrix/client/v3/login`` …) sit beside the host's own client API, which a
 sub-application mounted at ``/_matrix/client/v3`` would swallow whole (aiohttp hands
 every path under a sub-application's prefix to it).  So they are added to the host's
-router as exact paths, each handler wrapped in the same admin pipeline.
+router as exact paths, each handler behind the same composed steps.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 from aiohttp.web_urldispatcher import AbstractRoute
 
 from .activity import ActivityTracker
@@ -29,11 +30,18 @@ from .context import CONTEXT_KEY, AdminContext
 from .dendrite_client import DendriteClient
 from .events import now_ms
 from .features import check_storage, enabled_features
-from .limits import Deadlines, RateLimiter
+from .limits import RateLimiter
 from .observability import warn_if_logs_unseen
 from .openapi import OPENAPI_KEY, build_openapi
 from .passwords import PasswordHasher
-from .pipeline import RoutePolicy, admin_middleware
+from .pipeline import (
+    Next,
+    RoutePolicy,
+    admin_middleware,
+    compose,
+    rendering_steps,
+    steps_for,
+)
 from .routes import HOST_PREFIXES, PREFIXES, RouteSpec, enabled_routes
 from .services.broadcast import BROADCAST, run_broadcast
 from .services.evacuation import wait_for_running
@@ -49,13 +57,16 @@ __all__ = ["setup_admin"]
 DETACHED_WORK_GRACE_S = 60.0
 
 
+def _policy(spec: RouteSpec) -> RoutePolicy:
+    return RoutePolicy(spec.access, spec.audit, spec.rate_limited, spec.quiet,
+                       spec.allow_locked)
+
+
 def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimiter,
-                  deadlines: Deadlines, recorder: AuditRecorder,
-                  openapi: dict[str, Any]) -> web.Application:
-    policies: dict[AbstractRoute, RoutePolicy] = {}
-    sub = web.Application(middlewares=[
-        admin_middleware(ctx, policies, limiter, deadlines, recorder),
-    ])
+                  recorder: AuditRecorder, openapi: dict[str, Any]) -> web.Application:
+    chains: dict[AbstractRoute, Next] = {}
+    # Unknown paths and wrong methods: rendered, nothing else.
+    sub = web.Application(middlewares=[admin_middleware(chains, rendering_steps(ctx))])
     sub[CONTEXT_KEY] = ctx
     sub[OPENAPI_KEY] = openapi
     for spec in routes:
@@ -66,24 +77,21 @@ def _build_subapp(ctx: AdminContext, routes: list[RouteSpec], limiter: RateLimit
             route = sub.router.add_route(method, spec.path, spec.handler)
             if spec.body_schema is not None:
                 ctx.body_validators[route] = ctx.schemas[spec.body_schema]
-            policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                          spec.quiet, spec.allow_locked)
+            chains[route] = compose(spec.handler,
+                                    steps_for(_policy(spec), ctx, limiter, recorder))
     return sub
 
 
 def _add_exact_routes(app: web.Application, ctx: AdminContext, routes: list[RouteSpec],
-                      limiter: RateLimiter, deadlines: Deadlines,
-                      recorder: AuditRecorder) -> None:
+                      limiter: RateLimiter, recorder: AuditRecorder) -> None:
     """Routes outside the admin prefixes, added to ``app``'s own router path by path.
 
-    Each handler runs inside the admin pipeline (the same middleware as a sub-app's,
-    called directly).  A GET also answers HEAD.  After a path's own methods, a
-    catch-all route of that path answers OPTIONS (the pipeline's CORS preflight) and any
-    other method (405 ``M_UNRECOGNIZED`` with ``Allow``): nothing else of the host's is
-    touched.  A host that serves one of these paths itself must leave client login off.
+    Each handler runs behind its route's composed steps, as in a sub-app.  A GET also
+    answers HEAD.  After a path's own methods, a catch-all route of that path answers
+    OPTIONS (the CORS preflight) and any other method (405 ``M_UNRECOGNIZED`` with
+    ``Allow``): nothing else of the host's is touched.  A host that serves one of
+    these paths itself must leave client login off.
     """
-    policies: dict[AbstractRoute, RoutePolicy] = {}
-    pipeline = admin_middleware(ctx, policies, limiter, deadlines, recorder)
     # The handlers find the shared context on the application that owns their route.
     app[CONTEXT_KEY] = ctx
     by_path: dict[str, list[RouteSpec]] = defaultdict(list)
@@ -93,20 +101,13 @@ def _add_exact_routes(app: web.Application, ctx: AdminContext, routes: list[Rout
         allowed = {"OPTIONS"}
         for spec in specs:
             for method in (spec.method, "HEAD") if spec.method == "GET" else (spec.method,):
-                route = app.router.add_route(method, path, _through(pipeline, spec.handler))
+                chain = compose(spec.handler, steps_for(_policy(spec), ctx, limiter, recorder))
+                route = app.router.add_route(method, path, chain)
                 if spec.body_schema is not None:
                     ctx.body_validators[route] = ctx.schemas[spec.body_schema]
-                policies[route] = RoutePolicy(spec.access, spec.audit, spec.rate_limited,
-                                              spec.quiet, spec.allow_locked)
                 allowed.add(method)
-        app.router.add_route("*", path, _through(pipeline, _method_not_allowed(allowed)))
-
-
-def _through(pipeline: Middleware, handler: Handler) -> Handler:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        return await pipeline(request, handler)
-
-    return handle
+        app.router.add_route("*", path, compose(_method_not_allowed(allowed),
+                                                rendering_steps(ctx)))
 
 
 def _method_not_allowed(allowed: set[str]) -> Handler:
@@ -116,7 +117,7 @@ def _method_not_allowed(allowed: set[str]) -> Handler:
     return refuse
 
 
-def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
+def _lifecycle(ctx: AdminContext, manage_storage: bool
                ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(_app: web.Application) -> AsyncIterator[None]:
         warn_if_logs_unseen()
@@ -134,7 +135,6 @@ def _lifecycle(ctx: AdminContext, deadlines: Deadlines, manage_storage: bool
             if ctx.jobs is not None:
                 await ctx.jobs.stop()
             await wait_for_running(ctx, DETACHED_WORK_GRACE_S)
-            await deadlines.close()
             await ctx.activity.stop()
             if ctx.homeserver is not None:
                 await ctx.homeserver.close()
@@ -205,7 +205,6 @@ def setup_admin(
     openapi = build_openapi(config, routes, ctx.schemas)
     rate = config.registration.rate_limit
     limiter = RateLimiter(rate.per_second, rate.burst)
-    deadlines = Deadlines(config.http.request_timeout)
     recorder = AuditRecorder(ctx)
     by_prefix: dict[str, list[RouteSpec]] = defaultdict(list)
     for spec in routes:
@@ -218,9 +217,9 @@ def setup_admin(
         if prefix in HOST_PREFIXES and prefix not in by_prefix:
             continue
         app.add_subapp(prefix, _build_subapp(ctx, by_prefix.get(prefix, []), limiter,
-                                             deadlines, recorder, openapi))
+                                             recorder, openapi))
     exact = [spec for spec in routes if spec.prefix not in PREFIXES]
     if exact:
-        _add_exact_routes(app, ctx, exact, limiter, deadlines, recorder)
-    app.cleanup_ctx.append(_lifecycle(ctx, deadlines, manage_storage))
+        _add_exact_routes(app, ctx, exact, limiter, recorder)
+    app.cleanup_ctx.append(_lifecycle(ctx, manage_storage))
     return ctx

@@ -112,11 +112,8 @@ CONTEXT_KEY = web.AppKey("dendrite_admin_ext.context", AdminContext)
 
 
 def get_context(request: web.Request) -> AdminContext:
-    # The admin sub-application itself carries the context: one dict lookup, where
-    # config_dict would build a chain of every enclosing application's mappings.
-    ctx = request.app.get(CONTEXT_KEY)
-    if ctx is not None:
-        return ctx
+    """The admin API's context, from any request to the application it is set up on (an
+    admin sub-application's, or the host's own)."""
     try:
         return request.config_dict[CONTEXT_KEY]
     except KeyError:

@@ -1,5 +1,5 @@
-"""Request limits: per-IP rate limiting of the unauthenticated endpoints, and a time
-limit on every admin request.
+"""Request limits: per-IP rate limiting of the unauthenticated endpoints, and the error
+of the time limit on every admin request (the ``deadline`` step of :mod:`.pipeline`).
 
 The body size limit lives in :func:`.validation.read_json_body` and the bound on bcrypt
 work in :class:`.passwords.PasswordHasher`; nonce storage is bounded by the storage
@@ -8,22 +8,16 @@ backends (``max_nonces``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from . import messages
 from .errors import MatrixError
 
 __all__ = [
     "RateLimiter",
     "RequestTimeout",
-    "Deadlines",
 ]
 
 
@@ -98,64 +92,3 @@ class RequestTimeout(MatrixError):
     status = 504
     errcode = "M_UNKNOWN"
 
-
-class Deadlines:
-    """The ``http.request_timeout`` of every admin request, on one shared timer.
-
-    A per-request ``asyncio.timeout`` costs a timer handle and a heap operation on every
-    request; here a request only enters and leaves a dict, and one sweeper task,
-    waking a few times per timeout period, cancels the requests past their deadline.
-    So a request is abandoned between ``seconds`` and ``seconds * 1.25`` after it
-    started.  The sweeper runs from the first request until :meth:`close`: one that
-    ended whenever nothing was in flight would be re-created for nearly every request
-    on a fast path (a request that never waits leaves before the sweeper first runs)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._interval = min(1.0, seconds / 4)
-        self._inflight: dict[asyncio.Task[Any], float] = {}
-        self._expired: set[asyncio.Task[Any]] = set()
-        self._sweeper: asyncio.Task[None] | None = None
-
-    def enter(self) -> asyncio.Task[Any]:
-        """Start the clock for the current task (a request handler)."""
-        task = asyncio.current_task()
-        assert task is not None, "Deadlines.enter outside a task"
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        self._inflight[task] = time.monotonic() + self.seconds
-        return task
-
-    def leave(self, task: asyncio.Task[Any]) -> None:
-        del self._inflight[task]
-        self._expired.discard(task)
-
-    def timed_out(self, task: asyncio.Task[Any]) -> RequestTimeout | None:
-        """Called on CancelledError: the error to raise instead if the cancellation was
-        ours (the deadline passed), else None (client gone, server stopping)."""
-        if task not in self._expired:
-            return None
-        task.uncancel()
-        return RequestTimeout(messages.request_timeout(_fmt(self.seconds)))
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            if not self._inflight:
-                continue
-            now = time.monotonic()
-            for task, deadline in list(self._inflight.items()):
-                if deadline <= now and task not in self._expired:
-                    self._expired.add(task)
-                    task.cancel()
-
-    async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-
-def _fmt(seconds: float) -> str:
-    return str(int(seconds)) if math.isclose(seconds, round(seconds)) else f"{seconds:g}"

@@ -5,8 +5,10 @@ homeserver sharing the database would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,6 +16,7 @@ import psycopg2
 import pytest
 
 from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.coalescing import CoalescingStorage
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
@@ -22,7 +25,7 @@ from dendrite_admin_ext.storage.sql.ops import one, select
 from dendrite_admin_ext.storage.sqlite import SqliteStorage
 from dendrite_admin_ext.storage.types import NewDevice
 
-__all__ = ["BACKENDS", "PostgresForTests", "SqliteForTests", "make_storage"]
+__all__ = ["BACKENDS", "HeldReads", "PostgresForTests", "SqliteForTests", "make_storage"]
 
 T = TypeVar("T")
 
@@ -105,19 +108,60 @@ class PostgresForTests(_Helpers, PostgresStorage):
             conn.close()
 
 
+def unwrapped(storage: object) -> object:
+    """The backend behind a :class:`CoalescingStorage` (what tests ask the type of)."""
+    return storage.inner if isinstance(storage, CoalescingStorage) else storage
+
+
 async def make_storage(request: pytest.FixtureRequest, kind: str,
                        folder: Path) -> AdminStorage:
-    """An opened storage of that kind (the caller closes it)."""
+    """An opened storage of that kind, as ``storage_from_config`` makes it (the SQL ones
+    in a CoalescingStorage); the caller closes it.  The test helpers above are reached
+    through the wrapper."""
     storage: AdminStorage
     if kind == "memory":
         storage = MemoryStorage()
     elif kind == "sqlite":
-        storage = SqliteForTests(folder / "admin.db")
+        storage = CoalescingStorage(SqliteForTests(folder / "admin.db"))
     elif kind == "postgres":
         dsn: str = request.getfixturevalue("pg_dsn")
-        storage = PostgresForTests(dsn, pool_size=4, connect_timeout=5,
-                                   statement_timeout=30)
+        storage = CoalescingStorage(PostgresForTests(dsn, pool_size=4, connect_timeout=5,
+                                                     statement_timeout=30))
     else:
         raise ValueError(kind)
     await storage.open()
     return storage
+
+
+class HeldReads:
+    """A spy in front of a storage with many-key reads (``get_token_owners``,
+    ``get_devices_of``): records each call's keys, and with ``hold`` set keeps each
+    answer back, once the storage has given it, until ``answer`` is set.  Everything
+    else is the storage's own."""
+
+    def __init__(self, inner: Any, *, hold: bool = False) -> None:
+        self.inner = inner
+        self.hold = hold
+        self.token_batches: list[list[str]] = []
+        self.device_batches: list[list[UserID]] = []
+        self.read = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def _held(self, rows: T) -> T:
+        self.read.set()
+        if self.hold:
+            await self.answer.wait()
+        return rows
+
+    async def get_token_owners(self, tokens: Sequence[str]) -> Any:
+        self.token_batches.append(list(tokens))
+        return await self._held(await self.inner.get_token_owners(tokens))
+
+    async def get_devices_of(self, users: Sequence[UserID]) -> Any:
+        self.device_batches.append(list(users))
+        return await self._held(await self.inner.get_devices_of(users))

@@ -1,15 +1,25 @@
-"""Coalesced reads (storage/batching.py): which keys go together, what each caller gets,
-and that no caller is ever answered from a read made before it asked."""
+"""Coalesced reads (storage/batching.py, storage/coalescing.py): which keys go together,
+what each caller gets, and that no caller is ever answered from a read made before it
+asked; and the wrapper around a real SQL backend, observed through a spy."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dendrite_admin_ext.errors import StorageUnavailableError
-from dendrite_admin_ext.storage.batching import SIZES, BatchedReadError, ReadBatcher, padded
+from dendrite_admin_ext.errors import StorageUnavailableError, UserInUseError
+from dendrite_admin_ext.features import FEATURES, MissingStorageError, check_storage
+from dendrite_admin_ext.identifiers import UserID
+from dendrite_admin_ext.storage.batching import MAX_BATCH, BatchedReadError, ReadBatcher
+from dendrite_admin_ext.storage.coalescing import CoalescingStorage
+from dendrite_admin_ext.storage.sql.ops import KEY_GROUP_SIZES, key_groups
+from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice
+
+from .sql_backends import BACKENDS, HeldReads, make_storage
 
 
 class Source:
@@ -46,15 +56,16 @@ async def held_read(src: Source, key: str, max_running: int = 1) -> tuple[
     return batcher, task, gate
 
 
-def test_padded_rounds_up_to_a_fixed_size() -> None:
-    assert padded(["a"]) == ["a"]
-    assert padded(["a", "b", "c"]) == ["a", "b", "c", "c"]
-    assert len(padded([str(i) for i in range(17)])) == 32
-    assert len(padded([str(i) for i in range(SIZES[-1])])) == SIZES[-1]
-    with pytest.raises(ValueError, match="a batch has 1 to"):
-        padded([])
-    with pytest.raises(ValueError, match="a batch has 1 to"):
-        padded([str(i) for i in range(SIZES[-1] + 1)])
+def test_key_groups_are_padded_to_a_few_sizes() -> None:
+    top = KEY_GROUP_SIZES[-1]
+    assert key_groups([]) == []
+    assert key_groups(["a"]) == [["a"]]
+    assert key_groups(["a", "b", "c"]) == [["a", "b", "c", "c"]]
+    assert [len(g) for g in key_groups([str(i) for i in range(17)])] == [32]
+    assert [len(g) for g in key_groups([str(i) for i in range(top)])] == [top]
+    groups = key_groups([str(i) for i in range(top + 3)])
+    assert [len(g) for g in groups] == [top, 4]
+    assert groups[1] == [str(top), str(top + 1), str(top + 2), str(top + 2)]
 
 
 async def test_reads_asked_together_go_in_one_batch() -> None:
@@ -95,11 +106,11 @@ async def test_a_read_asked_during_a_batch_waits_for_the_next_one() -> None:
 
 
 async def test_more_keys_than_a_batch_holds_are_split() -> None:
-    keys = [f"k{i}" for i in range(SIZES[-1] * 2 + 5)]
+    keys = [f"k{i}" for i in range(MAX_BATCH * 2 + 5)]
     src = Source({k: i for i, k in enumerate(keys)})
     batcher: ReadBatcher[str, int | None] = ReadBatcher(src.fetch, lambda: None)
     assert await asyncio.gather(*(batcher.get(k) for k in keys)) == list(range(len(keys)))
-    assert [len(b) for b in src.batches] == [SIZES[-1], SIZES[-1], 5]
+    assert [len(b) for b in src.batches] == [MAX_BATCH, MAX_BATCH, 5]
 
 
 async def test_max_running_lets_batches_overlap() -> None:
@@ -165,7 +176,8 @@ async def test_a_batch_cancelled_with_the_loop_fails_its_waiters() -> None:
     batcher, first, _ = await held_read(src, "a")
     second = asyncio.create_task(batcher.get("b"))  # waits for the next batch
     await asyncio.sleep(0)
-    for task in list(batcher._running):
+    # The batch's own task (what the loop cancels when it closes).
+    for task in asyncio.all_tasks() - {asyncio.current_task(), first, second}:
         task.cancel()
     with pytest.raises(StorageUnavailableError):
         await first
@@ -269,3 +281,98 @@ async def test_drain_waits_for_reads_in_flight_and_only_those() -> None:
     assert not later.done()
     src.gate.set()
     assert await later == 2
+
+
+# -- the wrapper around the SQL backends -----------------------------------------------------
+SN = "coalescing.example"
+SQL_BACKENDS = [b for b in BACKENDS if b != "memory"]
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+async def sql(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """An opened SQL backend without the wrapper (make_storage wraps it)."""
+    wrapped = await make_storage(request, request.param, tmp_path)
+    assert isinstance(wrapped, CoalescingStorage)
+    yield wrapped.inner
+    await wrapped.close()
+
+
+async def _users(storage: Any, n: int) -> list[UserID]:
+    users = [UserID(f"u{i}", SN) for i in range(n)]
+    for i, user in enumerate(users):
+        await storage.create_account(NewAccount(user, None, AccountType.USER, 1),
+                                     NewDevice(f"D{i}", f"tok{i}"))
+    return users
+
+
+async def test_reads_waiting_together_reach_the_backend_as_one(sql: Any) -> None:
+    """32 token reads asked while one is in flight: the backend is asked twice (the
+    first, then the 31 together), and each caller gets its own token's owner."""
+    users = await _users(sql, 32)
+    spy = HeldReads(sql, hold=True)
+    storage = CoalescingStorage(spy)
+    first = asyncio.create_task(storage.get_token_owner("tok0"))
+    await spy.read.wait()
+    rest = [asyncio.create_task(storage.get_token_owner(f"tok{i}")) for i in range(1, 32)]
+    rest.append(asyncio.create_task(storage.get_token_owner("unknown")))
+    await asyncio.sleep(0.01)
+    assert len(spy.token_batches) == 1  # the others wait for the one in flight
+    spy.answer.set()
+    owners = [await first, *await asyncio.gather(*rest)]
+    assert [o.user if o else None for o in owners] == [*users, None]
+    assert [o.device_id for o in owners if o] == [f"D{i}" for i in range(32)]
+    assert spy.token_batches == [["tok0"], [*(f"tok{i}" for i in range(1, 32)), "unknown"]]
+
+    spy.hold = False
+    lists = await asyncio.gather(*(storage.get_devices(u) for u in users[:5]),
+                                 storage.get_devices(users[0]))
+    assert [[d.device_id for d in devices] for devices in lists] == [
+        ["D0"], ["D1"], ["D2"], ["D3"], ["D4"], ["D0"]]
+    assert lists[0] is not lists[-1]  # one read, a list each
+    assert spy.device_batches == [users[:5]]
+
+
+async def test_the_backend_alone_answers_the_same(sql: Any) -> None:
+    """Unwrapped, every read is its own: same answers, no coalescing needed for them."""
+    users = await _users(sql, 3)
+    wrapped = CoalescingStorage(sql)
+    for i, user in enumerate(users):
+        assert await sql.get_token_owner(f"tok{i}") == await wrapped.get_token_owner(f"tok{i}")
+        assert await sql.get_devices(user) == await wrapped.get_devices(user)
+    assert await sql.get_token_owner("unknown") is None
+    assert await sql.get_devices(UserID("ghost", SN)) == []
+    many = await sql.get_token_owners([f"tok{i % 3}" for i in range(70)])
+    assert sorted(many) == ["tok0", "tok1", "tok2"]
+
+
+async def test_everything_else_is_the_inner_storages_own(sql: Any) -> None:
+    wrapped = CoalescingStorage(sql)
+    await wrapped.ping()
+    user = (await _users(wrapped, 1))[0]
+    with pytest.raises(UserInUseError):
+        await wrapped.create_account(NewAccount(user, None, AccountType.USER, 1), None)
+    assert wrapped.dialect is sql.dialect
+    with pytest.raises(AttributeError):
+        wrapped.no_such_method  # noqa: B018
+
+
+class _TokensOnly:
+    """A host storage with batch reads but no accounts."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def record_activity(self, seen: Any) -> None: ...
+    async def add_audit_entry(self, entry: Any) -> None: ...
+    async def get_audit_entries(self, *, before_id: Any, limit: int) -> Any: ...
+    async def purge_audit_entries(self, older_than_ts: int) -> int:
+        return 0
+    async def get_token_owners(self, tokens: Any) -> Any: ...
+    async def get_devices_of(self, users: Any) -> Any: ...
+
+
+def test_the_start_up_check_sees_through_the_wrapper() -> None:
+    wrapped = CoalescingStorage(_TokensOnly())  # type: ignore[arg-type]
+    check_storage(wrapped, [FEATURES["audit"]])
+    with pytest.raises(MissingStorageError, match=r"'whois'.*lacks create_account"):
+        check_storage(wrapped, [FEATURES["whois"]])

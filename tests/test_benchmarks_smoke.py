@@ -21,7 +21,8 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     table = results.read_text()
     for figure in ("whois, memory", "whois, sqlite", "server notice, new txnId",
                    "nonce flood", "whois under 16 resets", "whois shape floor",
-                   "get_session CPU per call, sqlite",
+                   "token lookup CPU per call, sqlite", "device coalescing: whois, sqlite",
+                   "device deadline_sweeper: whois, memory",
                    "user list p50, sqlite, order_by=name"):
         assert figure in table, table
     assert "errors!" not in table, table

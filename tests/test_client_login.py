@@ -30,7 +30,7 @@ from dendrite_admin_ext.validation import Schemas
 
 from .conftest import SERVER, Harness, HarnessFactory, User, make_user
 from .host_storage import HostStorage
-from .sql_backends import PostgresForTests, SqliteForTests
+from .sql_backends import PostgresForTests, SqliteForTests, unwrapped
 from .standalone import call, running, write_config
 
 PASSWORD = "correct horse battery"
@@ -61,7 +61,9 @@ def set_state(storage: AdminStorage, user: UserID, *, deactivated: bool | None =
     if isinstance(storage, HostStorage):
         storage.set_login_state(user, deactivated=deactivated, locked=locked)
         return
-    assert isinstance(storage, (MemoryStorage, SqliteForTests, PostgresForTests))
+    inner = unwrapped(storage)
+    assert isinstance(inner, (MemoryStorage, SqliteForTests, PostgresForTests))
+    storage = inner
     if deactivated is not None:
         storage.set_account_flags(user, is_deactivated=deactivated)
     if locked is None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from dendrite_admin_ext.errors import StorageUnavailableError
+from dendrite_admin_ext.storage.coalescing import CoalescingStorage
 from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.sql.ops import one
 from dendrite_admin_ext.storage.types import AccountType
@@ -30,8 +31,9 @@ STATEMENT_TIMEOUT = 3.0
 async def test_outage_answers_503_then_recovers(aiohttp_client: Any,
                                                 schemas: Schemas) -> None:
     with local_cluster() as cluster:
-        storage = PostgresStorage(cluster.dsn, pool_size=3, connect_timeout=CONNECT_TIMEOUT,
-                                  statement_timeout=STATEMENT_TIMEOUT)
+        storage = CoalescingStorage(PostgresStorage(
+            cluster.dsn, pool_size=3, connect_timeout=CONNECT_TIMEOUT,
+            statement_timeout=STATEMENT_TIMEOUT))
         app, _ctx = make_host_app(make_config(schemas), storage, schemas)
         client = await aiohttp_client(app)
         admin = await make_user(storage, "admin", AccountType.ADMIN)

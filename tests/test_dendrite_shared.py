@@ -26,6 +26,7 @@ from dendrite_admin_ext.validation import Schemas
 
 from .conftest import SECRET, Harness, make_config, make_host_app
 from .dendrite_schema import SERVER, DendriteDb, build_dendrite
+from .sql_backends import unwrapped
 
 LAYOUTS = [
     ("sqlite", "fresh"), ("sqlite", "restarted"), ("sqlite", "upgraded"),
@@ -165,7 +166,7 @@ def test_config_shared_with(schemas: Schemas, tmp_path: Path) -> None:
     assert cfg.homeserver.url == "http://127.0.0.1:8008"
     assert cfg.homeserver.access_token == "syt_admin_token"
     assert "syt_admin_token" not in repr(cfg)
-    assert isinstance(storage_from_config(cfg.database), SqliteStorage)
+    assert isinstance(unwrapped(storage_from_config(cfg.database)), SqliteStorage)
     assert storage_from_config(cfg.database).shared_with == "dendrite"  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match=r"database\.shared_with"):
         parse_config({"server_name": "x", "database": {"backend": "memory",

@@ -23,7 +23,7 @@ from dendrite_admin_ext.storage.sql import SqlStorage
 from dendrite_admin_ext.storage.types import MembershipChange, NewRoom
 
 from .postgres import PgServer
-from .sql_backends import PostgresForTests, SqliteForTests
+from .sql_backends import PostgresForTests, SqliteForTests, unwrapped
 from .standalone import Server, write_config
 from .standalone import call as standalone_call
 
@@ -182,8 +182,9 @@ def test_evacuation_killed_midway_completes_on_rerun(tmp_path: Path,
             try:
                 joined = await storage.get_local_joined_members(
                     room_id, SERVER, after=None, limit=MEMBERS + 10)
-                assert isinstance(storage, SqliteForTests | PostgresForTests)
-                events = storage.room_events(room_id)
+                inner = unwrapped(storage)
+                assert isinstance(inner, SqliteForTests | PostgresForTests)
+                events = inner.room_events(room_id)
                 leaves = sum(1 for e in events if e["type"] == "m.room.member"
                              and e["content"].get("membership") == "leave")
                 return [str(m.user) for m in joined], leaves

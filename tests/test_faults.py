@@ -25,6 +25,7 @@ import pytest
 
 from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.passwords import PasswordHasher
+from dendrite_admin_ext.storage.coalescing import CoalescingStorage
 from dendrite_admin_ext.storage.postgres import PostgresStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.types import AccountType, NewDevice
@@ -83,13 +84,13 @@ async def test_reset_password_client_gone(aiohttp_client: Any, schemas: Schemas,
 
         monkeypatch.setattr(PasswordHasher, "hash", slow_hash)
     else:
-        real_set = type(storage).set_password
+        real_set = storage.set_password
 
-        async def slow_set(self: Any, *args: Any, **kwargs: Any) -> None:
+        async def slow_set(*args: Any, **kwargs: Any) -> None:
             await asyncio.sleep(0.3)
-            await real_set(self, *args, **kwargs)
+            await real_set(*args, **kwargs)
 
-        monkeypatch.setattr(type(storage), "set_password", slow_set)
+        monkeypatch.setattr(storage, "set_password", slow_set)
 
     with contextlib.suppress(asyncio.TimeoutError):
         async with asyncio.timeout(0.1):
@@ -137,8 +138,8 @@ async def test_postgres_restart_under_load(aiohttp_client: Any, schemas: Schemas
     only 200 or 503, every notice reported sent is stored, and retrying the refused
     ones afterwards sends each exactly once."""
     with local_cluster() as cluster:
-        storage = PostgresStorage(cluster.dsn, pool_size=4, connect_timeout=1.0,
-                                  statement_timeout=3.0)
+        storage = CoalescingStorage(PostgresStorage(
+            cluster.dsn, pool_size=4, connect_timeout=1.0, statement_timeout=3.0))
         await storage.open()
         try:
             app, _ctx = make_host_app(make_config(schemas), storage, schemas)

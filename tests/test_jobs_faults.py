@@ -64,7 +64,7 @@ def query(database: Mapping[str, Any], sql: str, *params: Any) -> list[tuple[Any
     async def run() -> list[tuple[Any, ...]]:
         await storage.open()
         try:
-            return await storage._run(select(sql, params), write=False)
+            return list(await storage._run(select(sql, params), write=False))
         finally:
             await storage.close()
 

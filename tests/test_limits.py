@@ -14,8 +14,9 @@ import pytest
 from dendrite_admin_ext.context import RecentChecks
 from dendrite_admin_ext.errors import ServiceUnavailable
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.limits import Deadlines, RateLimiter, RequestTimeout
+from dendrite_admin_ext.limits import RateLimiter, RequestTimeout
 from dendrite_admin_ext.passwords import PasswordHasher
+from dendrite_admin_ext.pipeline import deadline_step
 from dendrite_admin_ext.services.registration import compute_mac
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
@@ -128,38 +129,36 @@ async def test_fast_requests_unaffected_by_timeout(harness_factory: HarnessFacto
     assert (await r.json())["user_id"] == f"@boss:{SERVER}"
 
 
-async def test_deadline_sweeper_outlives_idle_moments_and_still_cancels() -> None:
-    """Requests that finish before the sweeper first runs must not leave it to end and
-    be re-created for the next one; a slow request after such a burst still times out."""
-    deadlines = Deadlines(0.2)
+async def test_the_deadline_step_times_out_only_what_it_timed() -> None:
+    """The deadline is 504 RequestTimeout; a TimeoutError of the handler's own (a
+    bounded wait inside it, as the health check has) stays what it is."""
+    step = deadline_step(0.05)
+    no_request: Any = None  # the step does not look at the request
 
-    async def instant() -> asyncio.Task[None] | None:
-        task = deadlines.enter()
-        deadlines.leave(task)
-        return deadlines._sweeper
+    async def through(handler: Any) -> Any:
+        return await step(handler)(no_request)
 
-    try:
-        first = await asyncio.create_task(instant())
-        await asyncio.sleep(0.1)  # the sweeper runs and finds nothing in flight
-        for _ in range(20):
-            assert await asyncio.create_task(instant()) is first
-        assert first is not None and not first.done()
+    async def slow(request: Any) -> Any:
+        await asyncio.sleep(5)
 
-        async def slow() -> RequestTimeout | None:
-            task = deadlines.enter()
-            try:
-                await asyncio.sleep(5)
-            except asyncio.CancelledError:
-                return deadlines.timed_out(task)
-            finally:
-                deadlines.leave(task)
-            return None
+    async def own_timeout(request: Any) -> Any:
+        async with asyncio.timeout(0.001):
+            await asyncio.sleep(1)
 
-        outcome = await asyncio.wait_for(asyncio.create_task(slow()), 2)
-        assert isinstance(outcome, RequestTimeout)
-    finally:
-        await deadlines.close()
-    assert first.done()
+    async def quick(request: Any) -> Any:
+        return "answer"
+
+    with pytest.raises(RequestTimeout, match=r"longer than 0\.05 s"):
+        await asyncio.wait_for(through(slow), 2)
+    with pytest.raises(TimeoutError) as caught:
+        await through(own_timeout)
+    assert not isinstance(caught.value, RequestTimeout)
+    assert await through(quick) == "answer"
+    # The task that ran a timed-out request is not left cancelling.
+    task = asyncio.create_task(through(slow))
+    with pytest.raises(RequestTimeout):
+        await task
+    assert task.cancelling() == 0
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from dendrite_admin_ext.storage.sql.ops import exec_, select
 from dendrite_admin_ext.storage.types import RegistrationToken, TokenReservation
 
 from .host_storage import HostStorage
-from .sql_backends import BACKENDS, make_storage
+from .sql_backends import BACKENDS, make_storage, unwrapped
 
 NOW = 1_700_000_000_000
 LATER = NOW + 3_600_000
@@ -204,8 +204,9 @@ DENDRITE_LIST_VALID = ("SELECT * FROM userapi_registration_tokens WHERE"
 @pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
 async def sql(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStorage]:
     storage = await make_storage(request, request.param, tmp_path)
-    assert isinstance(storage, SqlStorage)
-    yield storage
+    inner = unwrapped(storage)
+    assert isinstance(inner, SqlStorage)
+    yield inner
     await storage.close()
 
 

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from dendrite_admin_ext.identifiers import UserID
 
 from .conftest import REMOTE, SERVER, Harness, User, make_room
+from .sql_backends import unwrapped
 
 ROOMS = "/_synapse/admin/v1/rooms"
 
@@ -201,7 +202,7 @@ async def test_v5_backfill_matches_live_summaries(rh: Harness) -> None:
     from dendrite_admin_ext.storage.sql.schema import MIGRATIONS
     from dendrite_admin_ext.storage.types import RoomListQuery
 
-    storage = rh.storage
+    storage = unwrapped(rh.storage)
     if not isinstance(storage, SqlStorage):
         return  # only the SQL backends migrate
     creator = UserID.from_stored(local("u1"))

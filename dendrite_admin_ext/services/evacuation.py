@@ -14,17 +14,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .. import messages
-from ..context import AdminContext
+from ..config import Config
+from ..context import KeyedLocks
 from ..errors import MatrixError, NotFound
 from ..events import check_new_event
 from ..identifiers import UserID
+from ..storage.protocols import AccountStore, RoomStore
 from ..storage.types import MembershipChange
 
 __all__ = [
     "BATCH_SIZE",
+    "Detaching",
+    "EvacuationNeeds",
+    "EvacuationStore",
     "evacuate_room",
     "evacuate_user",
     "member_content",
@@ -41,7 +46,35 @@ _LONGEST_USER_ID = f"@{'a' * 126}:{'b' * 127}"  # 255 bytes
 
 T = TypeVar("T")
 
-async def run_to_completion(ctx: AdminContext, coro: Coroutine[Any, Any, T]) -> T:
+
+class Detaching(Protocol):
+    """Where work that outlives its request is kept until it ends (the
+    :class:`~dendrite_admin_ext.context.AdminContext` is one)."""
+
+    @property
+    def detached(self) -> set[asyncio.Task[Any]]: ...
+
+    def detach(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]: ...
+
+
+class EvacuationStore(AccountStore, RoomStore, Protocol):
+    """The storage an evacuation reads and writes."""
+
+
+class EvacuationNeeds(Detaching, Protocol):
+    """What the evacuation services use (the ``AdminContext`` has it all): the server
+    name, the storage, the per-room locks, and somewhere to detach the work."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def storage(self) -> EvacuationStore: ...
+
+    @property
+    def locks(self) -> KeyedLocks: ...
+
+async def run_to_completion(ctx: Detaching, coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` in its own task and wait for it; cancelling the caller (a client
     disconnecting, with aiohttp's handler cancellation on) does not stop the work.
 
@@ -50,7 +83,7 @@ async def run_to_completion(ctx: AdminContext, coro: Coroutine[Any, Any, T]) -> 
     return await asyncio.shield(ctx.detach(coro))
 
 
-async def wait_for_running(ctx: AdminContext, grace_s: float) -> None:
+async def wait_for_running(ctx: Detaching, grace_s: float) -> None:
     """At shutdown: let detached work (evacuations, notice set-ups whose requests went
     away or timed out) finish before storage closes under it, for up to ``grace_s``
     seconds.  Anything still running after that is safe to re-run."""
@@ -84,7 +117,7 @@ def member_content(membership: str, display_name: str | None = None,
     return content
 
 
-async def evacuate_room(ctx: AdminContext, room_id: str, *,
+async def evacuate_room(ctx: EvacuationNeeds, room_id: str, *,
                         batch_size: int = BATCH_SIZE) -> list[str]:
     """Part every local joined member of the room; return their user IDs in the
     order they were parted.  Unknown room: :class:`NotFound`."""
@@ -93,7 +126,7 @@ async def evacuate_room(ctx: AdminContext, room_id: str, *,
     return await run_to_completion(ctx, _evacuate_room(ctx, room_id, batch_size))
 
 
-async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> list[str]:
+async def _evacuate_room(ctx: EvacuationNeeds, room_id: str, batch_size: int) -> list[str]:
     storage = ctx.storage
     affected: list[str] = []
     after: UserID | None = None
@@ -118,7 +151,7 @@ async def _evacuate_room(ctx: AdminContext, room_id: str, batch_size: int) -> li
     return affected
 
 
-async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
+async def evacuate_user(ctx: EvacuationNeeds, user: UserID) -> list[str]:
     """Part a local user from every joined room and reject every pending invite,
     except a pending server-notice invite (users may not reject it).  Return the IDs
     of the rooms left.  Unknown account: :class:`NotFound`."""
@@ -127,7 +160,7 @@ async def evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
     return await run_to_completion(ctx, _evacuate_user(ctx, user))
 
 
-async def _evacuate_user(ctx: AdminContext, user: UserID) -> list[str]:
+async def _evacuate_user(ctx: EvacuationNeeds, user: UserID) -> list[str]:
     storage = ctx.storage
     affected: list[str] = []
     for room in await storage.get_user_rooms(user):

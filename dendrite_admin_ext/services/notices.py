@@ -31,15 +31,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from .. import messages
-from ..context import AdminContext
+from ..config import Config
+from ..context import AdminContext, KeyedLocks, RecentChecks
 from ..errors import InvalidParam, NotFound, StorageUnavailableError, UserInUseError
 from ..events import ROOM_VERSION, check_new_event
 from ..identifiers import UserID, parse_user_id
+from ..storage.protocols import AccountStore, RoomStore, ServerNoticeStore
 from ..storage.types import (
     AccountType,
     Member,
@@ -49,7 +51,7 @@ from ..storage.types import (
     NoticeTxnKey,
     Profile,
 )
-from .evacuation import member_content, room_lock_key, run_to_completion
+from .evacuation import Detaching, member_content, room_lock_key, run_to_completion
 
 __all__ = [
     "SERVER_NOTICE_TAG",
@@ -57,6 +59,8 @@ __all__ = [
     "TXN_LIFETIME_MS",
     "Notice",
     "check_notice_fits",
+    "NoticeNeeds",
+    "NoticeStore",
     "ensure_system_user",
     "notice_power_levels",
     "notice_room_template",
@@ -110,18 +114,41 @@ def parse_notice(body: Mapping[str, Any], server_name: str) -> Notice:
     return Notice(user, event_type, body["content"], body.get("state_key"))
 
 
-def check_notice_fits(ctx: AdminContext, notice: Notice) -> None:
+def check_notice_fits(ctx: NoticeNeeds, notice: Notice) -> None:
     """The Matrix event limits (SPEC §2), checked before anything is stored: 413
     ``M_TOO_LARGE`` or 400 ``M_BAD_JSON``."""
     check_new_event(sender=str(system_user(ctx)), event_type=notice.event_type,
                     content=notice.content, state_key=notice.state_key)
 
 
-def system_user(ctx: AdminContext) -> UserID:
+class NoticeStore(AccountStore, RoomStore, ServerNoticeStore, Protocol):
+    """The storage server notices read and write."""
+
+
+class NoticeNeeds(Detaching, Protocol):
+    """What the notice services use (the ``AdminContext`` has it all)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def storage(self) -> NoticeStore: ...
+
+    @property
+    def locks(self) -> KeyedLocks: ...
+
+    @property
+    def recent(self) -> RecentChecks: ...
+
+    @property
+    def clock(self) -> Callable[[], int]: ...
+
+
+def system_user(ctx: NoticeNeeds) -> UserID:
     return UserID(ctx.config.server_notices.local_part, ctx.config.server_name)
 
 
-def _wanted_profile(ctx: AdminContext) -> Profile:
+def _wanted_profile(ctx: NoticeNeeds) -> Profile:
     cfg = ctx.config.server_notices
     return Profile(cfg.display_name or None, cfg.avatar_url or None)
 
@@ -157,7 +184,7 @@ def notice_power_levels(system: str) -> dict[str, Any]:
     }
 
 
-async def ensure_system_user(ctx: AdminContext) -> UserID:
+async def ensure_system_user(ctx: NoticeNeeds) -> UserID:
     """Create the system user if missing (no password, so nobody can log in as it) and
     bring its profile in line with the config.  Checked in storage at most once per
     ``ctx.recent.ttl_ms`` (a minute) by each process: a host that changes or removes
@@ -179,7 +206,7 @@ async def ensure_system_user(ctx: AdminContext) -> UserID:
     return system
 
 
-async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
+async def send_server_notice(ctx: NoticeNeeds, notice: Notice) -> str:
     """Send one notice; return its event ID.  Unknown user or the system user itself:
     :class:`NotFound`."""
     check_notice_fits(ctx, notice)
@@ -189,7 +216,7 @@ async def send_server_notice(ctx: AdminContext, notice: Notice) -> str:
     return await run_to_completion(ctx, _send_checked(ctx, notice))
 
 
-async def _send_checked(ctx: AdminContext, notice: Notice,
+async def _send_checked(ctx: NoticeNeeds, notice: Notice,
                         txn: NoticeTxnKey | None = None) -> str:
     if notice.user == system_user(ctx):
         raise NotFound(messages.CANNOT_NOTICE_SYSTEM_USER)
@@ -198,7 +225,7 @@ async def _send_checked(ctx: AdminContext, notice: Notice,
     return await _send(ctx, notice, txn)
 
 
-async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> str:
+async def _send(ctx: NoticeNeeds, notice: Notice, txn: NoticeTxnKey | None) -> str:
     storage = ctx.storage
     system = await ensure_system_user(ctx)
 
@@ -233,7 +260,7 @@ async def _send(ctx: AdminContext, notice: Notice, txn: NoticeTxnKey | None) -> 
             f"the server-notices room of {notice.user} kept changing; try again")
 
 
-async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
+async def _reuse_room(ctx: NoticeNeeds, room_id: str, system: UserID,
                       target: UserID) -> bool:
     """Make the recorded room usable again (re-invite, refresh the system user's
     profile); False when it cannot be and a new room is needed."""
@@ -262,7 +289,7 @@ async def _reuse_room(ctx: AdminContext, room_id: str, system: UserID,
     return True
 
 
-async def _find_local_member(ctx: AdminContext, room_id: str, user: UserID) -> Member | None:
+async def _find_local_member(ctx: NoticeNeeds, room_id: str, user: UserID) -> Member | None:
     after: UserID | None = None
     while True:  # notices rooms have two members: one page in practice
         page = await ctx.storage.get_local_joined_members(
@@ -275,18 +302,18 @@ async def _find_local_member(ctx: AdminContext, room_id: str, user: UserID) -> M
         after = page[-1].user
 
 
-def _member_check(ctx: AdminContext, room_id: str) -> tuple[str, str, Profile]:
+def _member_check(ctx: NoticeNeeds, room_id: str) -> tuple[str, str, Profile]:
     """The :class:`RecentChecks` key of "the system user's member event in this room
     shows the configured profile"."""
     return ("notices_system_member", room_id, _wanted_profile(ctx))
 
 
-def _name_check(ctx: AdminContext, room_id: str) -> tuple[str, str, str]:
+def _name_check(ctx: NoticeNeeds, room_id: str) -> tuple[str, str, str]:
     """The :class:`RecentChecks` key of "this room is named as the config says"."""
     return ("notices_room_name", room_id, ctx.config.server_notices.room_name)
 
 
-async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) -> None:
+async def _refresh_room_name(ctx: NoticeNeeds, room_id: str, system: UserID) -> None:
     """After ``room_name`` changed in the config, rename the rooms made before, as each
     is reused (as Synapse does); checked at most once per ``ctx.recent.ttl_ms`` per
     room and process.  An empty ``room_name`` leaves names alone."""
@@ -301,7 +328,7 @@ async def _refresh_room_name(ctx: AdminContext, room_id: str, system: UserID) ->
     ctx.recent.mark(checked, ctx.clock())
 
 
-async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID) -> None:
+async def _refresh_system_member(ctx: NoticeNeeds, room_id: str, system: UserID) -> None:
     """After a config change, show the new display name and avatar in the room too
     (checked at most once per ``ctx.recent.ttl_ms`` per room and process)."""
     want = _wanted_profile(ctx)
@@ -316,7 +343,7 @@ async def _refresh_system_member(ctx: AdminContext, room_id: str, system: UserID
     ctx.recent.mark(checked, ctx.clock())
 
 
-async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
+async def _create_room(ctx: NoticeNeeds, system: UserID, target: UserID, *,
                        replacing: str | None) -> str | None:
     """Create, join (with ``auto_join``), tag and record the user's new notices room in
     one storage transaction; None if another worker recorded one first."""
@@ -333,7 +360,7 @@ async def _create_room(ctx: AdminContext, system: UserID, target: UserID, *,
     ), replacing=replacing, tag=SERVER_NOTICE_TAG, joins=joins)
 
 
-def notice_room_template(ctx: AdminContext, system: UserID) -> NewRoom:
+def notice_room_template(ctx: NoticeNeeds, system: UserID) -> NewRoom:
     """A notices room as configured, up to (not including) the target's invite."""
     cfg = ctx.config.server_notices
     sender = str(system)
@@ -351,7 +378,7 @@ def notice_room_template(ctx: AdminContext, system: UserID) -> NewRoom:
                    initial_state=tuple(state))
 
 
-async def send_server_notice_once(ctx: AdminContext, notice: Notice,
+async def send_server_notice_once(ctx: NoticeNeeds, notice: Notice,
                                   key: NoticeTxnKey) -> str:
     """Send the notice unless this transaction was already sent; return the event ID
     of the first send.  The event and its record are written in one transaction, so
@@ -361,7 +388,7 @@ async def send_server_notice_once(ctx: AdminContext, notice: Notice,
     return await run_to_completion(ctx, _send_once(ctx, notice, key))
 
 
-async def _send_once(ctx: AdminContext, notice: Notice, key: NoticeTxnKey) -> str:
+async def _send_once(ctx: NoticeNeeds, notice: Notice, key: NoticeTxnKey) -> str:
     async with ctx.locks(("notice_txn", key)):
         existing = await ctx.storage.get_notice_txn(key)
         if existing is not None:
@@ -385,12 +412,12 @@ async def send_recorded_notice(ctx: AdminContext, notice: Notice,
     return await run_to_completion(ctx, send())
 
 
-async def _purge_quietly(ctx: AdminContext) -> None:
+async def _purge_quietly(ctx: NoticeNeeds) -> None:
     try:
         await purge_old_txns(ctx)
     except Exception:  # the notices are sent; a purge that fails waits for the next
         log.warning("could not purge old server-notice transactions", exc_info=True)
 
 
-async def purge_old_txns(ctx: AdminContext) -> int:
+async def purge_old_txns(ctx: NoticeNeeds) -> int:
     return await ctx.storage.purge_notice_txns(ctx.clock() - TXN_LIFETIME_MS)

@@ -12,11 +12,12 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .. import messages
-from ..context import AdminContext
+from ..config import Config
 from ..errors import (
     Forbidden,
     InvalidParam,
@@ -27,12 +28,15 @@ from ..errors import (
     UserInUseError,
 )
 from ..identifiers import MAX_ID_BYTES, UserID, is_valid_localpart
-from ..passwords import check_password_policy
+from ..passwords import PasswordHasher, check_password_policy
+from ..storage.protocols import AccountStore, NonceStore
 from ..storage.sql.dendrite import SHARED_SECRET_DEVICE_ID
 from ..storage.types import AccountType, NewAccount, NewDevice
 
 __all__ = [
+    "RegistrationNeeds",
     "RegistrationResult",
+    "RegistrationStore",
     "compute_mac",
     "generate_access_token",
     "generate_device_id",
@@ -66,7 +70,27 @@ def generate_device_id() -> str:
     return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
 
 
-async def issue_nonce(ctx: AdminContext) -> str:
+class RegistrationStore(AccountStore, NonceStore, Protocol):
+    """The storage shared-secret registration reads and writes."""
+
+
+class RegistrationNeeds(Protocol):
+    """What the registration services use (the ``AdminContext`` has it all)."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def storage(self) -> RegistrationStore: ...
+
+    @property
+    def hasher(self) -> PasswordHasher: ...
+
+    @property
+    def clock(self) -> Callable[[], int]: ...
+
+
+async def issue_nonce(ctx: RegistrationNeeds) -> str:
     nonce = secrets.token_hex(32)
     reg = ctx.config.registration
     await ctx.storage.add_nonce(nonce, ctx.clock() + int(reg.nonce_lifetime * 1000),
@@ -103,7 +127,7 @@ class RegistrationResult:
         return out
 
 
-async def register_user(ctx: AdminContext, body: dict[str, Any], *,
+async def register_user(ctx: RegistrationNeeds, body: dict[str, Any], *,
                         client_ip: str | None = None,
                         user_agent: str | None = None) -> RegistrationResult:
     """Run the checks of SPEC 4.4 in order and create the account.  ``body`` has

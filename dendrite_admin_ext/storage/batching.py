@@ -1,5 +1,6 @@
 """Coalesced reads: the single-key reads asked for while one is running are made
-together, in one statement.
+together, in one call of a many-key read (:mod:`.coalescing` puts it in front of a
+storage).
 
 Every authenticated request reads its token (SPEC 3: fresh, for each request), and
 whois reads its target's devices.  Under load, many requests wait for the same kind of
@@ -28,24 +29,15 @@ from typing import Generic, TypeVar
 
 from ..errors import StorageUnavailableError
 
-__all__ = ["BatchedReadError", "ReadBatcher", "padded"]
+__all__ = ["MAX_BATCH", "BatchedReadError", "ReadBatcher"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
-# Statement sizes: a batch of n keys is padded (by repeating its last key) to the next
-# of these, so each backend sees a handful of statement texts, each prepared once.
-SIZES = (1, 2, 4, 8, 16, 32, 64)
+# Keys read in one batch at most; more waiting go in the next batch.
+MAX_BATCH = 64
 # Batches of one kind in flight at once when every one of them has stalled.
 MAX_STALLED = 8
-
-
-def padded(keys: Sequence[K]) -> list[K]:
-    """``keys`` repeated at the end up to the next size in :data:`SIZES`."""
-    if not keys or len(keys) > SIZES[-1]:
-        raise ValueError(f"a batch has 1 to {SIZES[-1]} keys, not {len(keys)}")
-    size = next(s for s in SIZES if s >= len(keys))
-    return [*keys, *([keys[-1]] * (size - len(keys)))]
 
 
 class BatchedReadError(RuntimeError):
@@ -56,7 +48,7 @@ class BatchedReadError(RuntimeError):
 class ReadBatcher(Generic[K, V]):
     """Single-key reads of one kind, coalesced.
 
-    ``fetch(keys)`` reads up to :data:`SIZES`\\[-1] distinct keys in one go and maps
+    ``fetch(keys)`` reads up to :data:`MAX_BATCH` distinct keys in one go and maps
     each key found to its value; keys it leaves out get a new ``missing()``.  At most
     ``max_running`` batches are in flight at once — unless every one of them has been
     running for ``stall_after`` seconds (a database that stopped answering): then one
@@ -155,7 +147,7 @@ class ReadBatcher(Generic[K, V]):
     async def _batch(self) -> None:
         self._starting = None
         taken: dict[K, list[asyncio.Future[V]]] = {}
-        for key in list(self._waiting)[:SIZES[-1]]:
+        for key in list(self._waiting)[:MAX_BATCH]:
             waiters = [f for f in self._waiting.pop(key) if not f.done()]
             if waiters:
                 taken[key] = waiters

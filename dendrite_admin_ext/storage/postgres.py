@@ -25,6 +25,7 @@ import psycopg2.extensions
 
 from ..errors import StorageUnavailableError
 from .sql import Op, Result, SqlStorage, Stmt
+from .sql.ops import rows_of
 from .sql.schema import POSTGRES
 
 __all__ = ["PostgresStorage"]
@@ -158,7 +159,8 @@ class PostgresStorage(SqlStorage):
                         await self._execute_prepared(conn, cursor, stmt)
                     else:
                         await cursor.execute(self.dialect.sql(stmt.sql), tuple(stmt.params))
-                    rows = await cursor.fetchall() if cursor.description is not None else []
+                    rows = rows_of(cursor.description, await cursor.fetchall()
+                                   if cursor.description is not None else ())
                     stmt = op.send(Result(rows, cursor.rowcount))
             except StopIteration as done:
                 value: T = done.value

@@ -1,13 +1,15 @@
 """A server process for the benchmarks: the real standalone admin server, or the
 ceiling (a bare aiohttp JSON handler), started the same way and seeded before it listens.
 
-    python -m tests.benchmarks.server [--ceiling | --floor] [--hash-on-loop] serve --config FILE
+    python -m tests.benchmarks.server [--ceiling | --floor] [--hash-on-loop]
+        [--form DEVICE=FORM ...] serve --config FILE
 
 The admin server is :func:`dendrite_admin_ext.server.build_standalone_app` run like
 ``run_server`` does; the only additions are the seeding (``BENCH_*`` accounts made
 through the storage protocol, so the memory backend can be benchmarked too), a
 ``/_bench/stats`` route outside the admin prefixes, and the ``--hash-on-loop`` switch
-that puts bcrypt back on the event loop to show what the thread pool buys.
+that puts bcrypt back on the event loop to show what the thread pool buys, and
+``--form`` that swaps one speed device for its plain form or back (``devices.py``).
 
 ``--floor`` serves the ceiling's whois handler mounted the way the admin API is mounted
 (one sub-application per admin prefix, each behind one pass-through middleware) and
@@ -34,6 +36,8 @@ from dendrite_admin_ext.storage import storage_from_config
 from dendrite_admin_ext.storage.memory import MemoryStorage
 from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice
+
+from .devices import apply_form, unwrap_storage
 
 __all__ = ["ADMIN_TOKEN", "RESET_USERS", "WHOIS_ADMINS", "main", "reset_token",
            "whois_admin", "whois_token"]
@@ -131,8 +135,8 @@ async def _stats(request: web.Request) -> web.Response:
 STORAGE_KEY = web.AppKey("bench_storage", AdminStorage)
 
 
-def admin_app(config: Config) -> web.Application:
-    storage = storage_from_config(config.database)
+def admin_app(config: Config, forms: dict[str, str] | None = None) -> web.Application:
+    storage = unwrap_storage(storage_from_config(config.database), forms or {})
     app = build_standalone_app(config, storage)
     app[STORAGE_KEY] = storage
 
@@ -158,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     kind.add_argument("--ceiling", action="store_true")
     kind.add_argument("--floor", action="store_true")
     parser.add_argument("--hash-on-loop", action="store_true")
+    parser.add_argument("--form", action="append", default=[], metavar="DEVICE=FORM",
+                        help="a speed device's form: device or plain (see devices.py)")
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("--config", required=True)
     args = parser.parse_args(argv)
@@ -165,8 +171,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=config.logging.level)
     if args.hash_on_loop:
         _hash_on_loop()
+    forms = dict(f.split("=", 1) for f in args.form)
+    for device, form in forms.items():
+        apply_form(device, form)
     app = (ceiling_app() if args.ceiling else floor_app() if args.floor
-           else admin_app(config))
+           else admin_app(config, forms))
     # The same knobs as dendrite_admin_ext.server.run_server, so both processes have
     # the same shape.
     run_kwargs: dict[str, Any] = {"shutdown_timeout": 5.0, "print": None, "access_log": None,

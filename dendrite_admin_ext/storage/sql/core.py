@@ -10,7 +10,6 @@ from typing import Any, TypeVar
 from ...errors import StartupRefusedError, StorageUnavailableError, UserInUseError
 from ...events import ROOM_VERSION, build_event, member_profile, new_room_id, now_ms
 from ...identifiers import UserID
-from ..batching import ReadBatcher, padded
 from ..types import (
     Account,
     AccountType,
@@ -30,7 +29,7 @@ from ..types import (
 )
 from .base import SqlBase
 from .dendrite import PUSH_RULES_TYPE, default_push_rules
-from .ops import Op, Stmt, dumps, exec_, insert_rows, one, select, with_keys
+from .ops import Op, Row, Stmt, dumps, exec_, insert_rows, key_groups, one, select, with_keys
 from .schema import DENDRITE_TABLES, MIGRATIONS, OWNED_MARKER_INDEX, SCHEMA_VERSION_TABLE
 
 __all__ = ["SqlCore"]
@@ -42,25 +41,24 @@ NONCE_PURGE_EVERY = 64
 T = TypeVar("T")
 
 
-def _device_infos(rows: Sequence[tuple[Any, ...]]) -> list[DeviceInfo]:
-    """One user's devices from rows of (device_id, display_name, last_seen_ts, ip,
-    user_agent, connection ip, connection user_agent, connection last_seen_ts), in
-    order, one row per connection.
+def _device_infos(rows: Sequence[Row]) -> list[DeviceInfo]:
+    """One user's devices from rows of :meth:`SqlCore._devices_of`, in order, one row
+    per connection.
 
     The device's own last-seen columns are the homeserver's latest sighting (Dendrite
     updates them on every request it serves): shown together with ours, one connection
     per (ip, user agent) at its newest time, newest first (SPEC 8)."""
-    devices: dict[str, tuple[str | None, dict[tuple[str, str], int], tuple[Any, ...]]] = {}
+    devices: dict[str, tuple[str | None, dict[tuple[str, str], int], Row]] = {}
     for row in rows:
-        entry = devices.setdefault(row[0], (row[1], {}, row))
-        if row[7] is not None:
-            entry[1][(row[5], row[6])] = int(row[7])
+        entry = devices.setdefault(row.device_id, (row.display_name, {}, row))
+        if row.conn_last_seen_ts is not None:
+            entry[1][(row.conn_ip, row.conn_user_agent)] = int(row.conn_last_seen_ts)
     out = []
     for device_id, (display_name, seen, row) in devices.items():
-        if row[3] is not None:
+        if row.ip is not None:
             # NULL last_seen_ts (Dendrite's SQLite layout allows it) reads as 0, as
             # Dendrite's own whois does.
-            key, ts = (row[3], row[4] or ""), int(row[2] or 0)
+            key, ts = (row.ip, row.user_agent or ""), int(row.last_seen_ts or 0)
             if seen.get(key, -1) < ts:
                 seen[key] = ts
         conns = sorted((Connection(ip, ua, ts) for (ip, ua), ts in seen.items()),
@@ -93,10 +91,12 @@ class SqlCore(SqlBase):
     Subclasses provide :meth:`_run`, :meth:`_connect` and :meth:`_disconnect`.
     ``open``/``close`` nest: the storage stays open until every opener has closed it,
     so a host (or a test) may hold it open around the admin app's own lifecycle.
+
+    :meth:`get_token_owners` and :meth:`get_devices_of` read many keys in one
+    statement: :class:`~dendrite_admin_ext.storage.coalescing.CoalescingStorage` sends
+    the single-key reads waiting at the same moment through them.
     """
 
-    # Batches of one kind of read in flight at once (see batching.py).
-    read_batches = 1
     # "dendrite": the database is Dendrite's (database.shared_with, SPEC 8): no DDL on
     # its tables, rows written as Dendrite writes them, its device columns never
     # written.  None: the package owns the schema.
@@ -108,11 +108,6 @@ class SqlCore(SqlBase):
 
     def __init__(self) -> None:
         self._open_count = 0
-        # The reads of every authenticated request and of whois, coalesced.
-        self._token_owner_reads: ReadBatcher[str, TokenOwner | None] = ReadBatcher(
-            self._fetch_token_owners, lambda: None, max_running=self.read_batches)
-        self._device_reads: ReadBatcher[UserID, list[DeviceInfo]] = ReadBatcher(
-            self._fetch_devices, list, max_running=self.read_batches)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -130,13 +125,6 @@ class SqlCore(SqlBase):
     async def close(self) -> None:
         if self._open_count == 0:
             return
-        if self._open_count == 1:
-            # Reads already asked for are answered before the connection goes.  The
-            # storage still counts as open meanwhile, so an open() now only nests.
-            await self._token_owner_reads.drain()
-            await self._device_reads.drain()
-            if self._open_count == 0:  # closed by another caller meanwhile
-                return
         self._open_count -= 1
         if self._open_count == 0:
             await self._disconnect()
@@ -170,9 +158,9 @@ class SqlCore(SqlBase):
                     f"are missing ({', '.join(missing)}): start Dendrite once first, so "
                     f"that it creates its schema, then start dendrite_admin_ext")
         yield Stmt(SCHEMA_VERSION_TABLE, reuse=False)
-        res = yield Stmt("SELECT COALESCE(MAX(version), 0) FROM dendrite_admin_schema_version",
-                         reuse=False)
-        current = int(res.rows[0][0])
+        res = yield Stmt("SELECT COALESCE(MAX(version), 0) AS version"
+                         " FROM dendrite_admin_schema_version", reuse=False)
+        current = int(res.rows[0].version)
         for migration in MIGRATIONS:
             if migration.version <= current:
                 continue
@@ -186,23 +174,33 @@ class SqlCore(SqlBase):
 
     # -- authentication ------------------------------------------------------------------
     async def get_token_owner(self, access_token: str) -> TokenOwner | None:
-        return await self._token_owner_reads.get(access_token)
+        return (await self.get_token_owners([access_token])).get(access_token)
 
-    async def _fetch_token_owners(self, tokens: Sequence[str]) -> dict[str, TokenOwner]:
-        keys = padded(tokens)
-        rows = await self._run(select(with_keys(
-            "SELECT d.access_token, d.localpart, d.server_name, d.device_id,"
-            " a.account_type, a.is_deactivated, s.locked, s.suspended"
-            " FROM userapi_devices d JOIN userapi_accounts a"
-            " ON a.localpart = d.localpart AND a.server_name = d.server_name"
-            # Moderation state (SPEC 10) in the same round trip: a primary-key probe,
-            # where a second query would cost every request another one.
-            " LEFT JOIN dendrite_admin_account_state s"
-            " ON s.localpart = d.localpart AND s.server_name = d.server_name"
-            " WHERE d.access_token IN ({keys})", len(keys)), keys), write=False)
-        return {row[0]: TokenOwner(UserID(row[1], row[2]), row[3], AccountType(row[4]),
-                                   bool(row[5]), bool(row[6]), bool(row[7]))
-                for row in rows}
+    async def get_token_owners(self, tokens: Sequence[str]) -> dict[str, TokenOwner]:
+        """:meth:`get_token_owner` of many tokens at once (a handful of statements
+        whatever their number); unknown tokens are left out."""
+        rows = await self._run(self._token_owners(tokens), write=False)
+        return {row.access_token: TokenOwner(
+            UserID(row.localpart, row.server_name), row.device_id,
+            AccountType(row.account_type), bool(row.is_deactivated), bool(row.locked),
+            bool(row.suspended)) for row in rows}
+
+    @staticmethod
+    def _token_owners(tokens: Sequence[str]) -> Op[list[Row]]:
+        rows: list[Row] = []
+        for keys in key_groups(tokens):
+            res = yield Stmt(with_keys(
+                "SELECT d.access_token, d.localpart, d.server_name, d.device_id,"
+                " a.account_type, a.is_deactivated, s.locked, s.suspended"
+                " FROM userapi_devices d JOIN userapi_accounts a"
+                " ON a.localpart = d.localpart AND a.server_name = d.server_name"
+                # Moderation state (SPEC 10) in the same round trip: a primary-key
+                # probe, where a second query would cost every request another one.
+                " LEFT JOIN dendrite_admin_account_state s"
+                " ON s.localpart = d.localpart AND s.server_name = d.server_name"
+                " WHERE d.access_token IN ({keys})", len(keys)), keys)
+            rows += res.rows
+        return rows
 
     async def record_activity(self, seen: Sequence[Activity]) -> None:
         if seen:
@@ -259,7 +257,8 @@ class SqlCore(SqlBase):
             (user.localpart, user.server_name)), write=False)
         if row is None:
             return None
-        return Account(user, int(row[0]), AccountType(row[1]), bool(row[2]), row[3], row[4])
+        return Account(user, int(row.created_ts), AccountType(row.account_type),
+                       bool(row.is_deactivated), row.appservice_id, row.user_type)
 
     async def localpart_exists(self, user: UserID) -> bool:
         row = await self._run(one(
@@ -345,50 +344,52 @@ class SqlCore(SqlBase):
                            (*who, keep_device_id))
 
     async def get_devices(self, user: UserID) -> list[DeviceInfo]:
-        # Callers asking for the same user at once share a read, not a list.
-        return list(await self._device_reads.get(user))
+        return (await self.get_devices_of([user]))[user]
 
-    async def _fetch_devices(self, users: Sequence[UserID]) -> dict[UserID, list[DeviceInfo]]:
+    async def get_devices_of(self, users: Sequence[UserID]) -> dict[UserID, list[DeviceInfo]]:
+        """:meth:`get_devices` of many users at once (a handful of statements whatever
+        their number): every user asked for is a key, with a list of its own."""
         by_server: dict[str, list[str]] = {}
         for user in users:
             by_server.setdefault(user.server_name, []).append(user.localpart)
         rows = await self._run(self._devices_of(by_server), write=False)
-        grouped: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        grouped: dict[tuple[str, str], list[Row]] = {}
         for row in rows:
-            grouped.setdefault((row[0], row[1]), []).append(row[2:])
+            grouped.setdefault((row.localpart, row.server_name), []).append(row)
         return {user: _device_infos(grouped.get((user.localpart, user.server_name), ()))
                 for user in users}
 
-    def _devices_of(self, by_server: Mapping[str, Sequence[str]]
-                    ) -> Op[list[tuple[Any, ...]]]:
-        rows: list[tuple[Any, ...]] = []
+    def _devices_of(self, by_server: Mapping[str, Sequence[str]]) -> Op[list[Row]]:
+        rows: list[Row] = []
         # Beside Dendrite no foreign key removes the sightings of a device Dendrite
         # deleted: those of an earlier device with the same ID are older than it.
         current = (" AND c.last_seen_ts >= COALESCE(d.created_ts, 0)" if self.shared
                    else "")
         for server_name, localparts in by_server.items():
-            keys = padded(localparts)
-            res = yield Stmt(with_keys(
-                "SELECT d.localpart, d.server_name,"
-                " d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
-                " c.ip, c.user_agent, c.last_seen_ts"
-                " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
-                " ON c.localpart = d.localpart AND c.server_name = d.server_name"
-                " AND c.device_id = d.device_id{current}"
-                " WHERE d.server_name = %s AND d.localpart IN ({keys})"
-                " ORDER BY d.localpart, d.session_id, d.device_id, c.last_seen_ts DESC,"
-                " c.ip, c.user_agent", len(keys)).replace("{current}", current),
-                (server_name, *keys))
-            rows += res.rows
+            for keys in key_groups(localparts):
+                res = yield Stmt(with_keys(
+                    "SELECT d.localpart, d.server_name,"
+                    " d.device_id, d.display_name, d.last_seen_ts, d.ip, d.user_agent,"
+                    " c.ip AS conn_ip, c.user_agent AS conn_user_agent,"
+                    " c.last_seen_ts AS conn_last_seen_ts"
+                    " FROM userapi_devices d LEFT JOIN dendrite_admin_device_connections c"
+                    " ON c.localpart = d.localpart AND c.server_name = d.server_name"
+                    " AND c.device_id = d.device_id{current}"
+                    " WHERE d.server_name = %s AND d.localpart IN ({keys})"
+                    " ORDER BY d.localpart, d.session_id, d.device_id, c.last_seen_ts DESC,"
+                    " c.ip, c.user_agent", len(keys)).replace("{current}", current),
+                    (server_name, *keys))
+                rows += res.rows
         return rows
 
     async def get_profile(self, user: UserID) -> Profile | None:
         # '' is how Dendrite stores "none" (see _put_profile).
         row = await self._run(one(
-            "SELECT NULLIF(display_name, ''), NULLIF(avatar_url, '') FROM userapi_profiles"
+            "SELECT NULLIF(display_name, '') AS display_name,"
+            " NULLIF(avatar_url, '') AS avatar_url FROM userapi_profiles"
             " WHERE localpart = %s AND server_name = %s",
             (user.localpart, user.server_name)), write=False)
-        return None if row is None else Profile(row[0], row[1])
+        return None if row is None else Profile(row.display_name, row.avatar_url)
 
     async def set_profile(self, user: UserID, profile: Profile) -> None:
         await self._run(self._put_profile(user.localpart, user.server_name, profile),
@@ -414,7 +415,7 @@ class SqlCore(SqlBase):
         res = yield Stmt("INSERT INTO dendrite_admin_nonces (nonce, expires_ts) VALUES (%s, %s)"
                          " ON CONFLICT (nonce) DO UPDATE SET expires_ts = excluded.expires_ts"
                          " RETURNING id", (nonce, expires_ts))
-        new_id = int(res.rows[0][0])
+        new_id = int(res.rows[0].id)
         # Ids grow with every insert, so "id > new_id - max_nonces" are at most
         # max_nonces rows: the bound holds without counting anything.
         # Concurrent GETs trim overlapping ranges: rows another transaction holds are
@@ -431,7 +432,7 @@ class SqlCore(SqlBase):
         row = await self._run(one(
             "DELETE FROM dendrite_admin_nonces WHERE nonce = %s RETURNING expires_ts",
             (nonce,)), write=True)
-        return row is not None and int(row[0]) > now_ts
+        return row is not None and int(row.expires_ts) > now_ts
 
     # -- rooms ---------------------------------------------------------------------------------
     async def room_exists(self, room_id: str) -> bool:
@@ -449,24 +450,27 @@ class SqlCore(SqlBase):
             # Every user ID starts with "@", so "" is before them all.
             (room_id, server_name, "" if after is None else str(after), max(0, limit))),
             write=False)
-        return [Member(UserID.from_stored(r[0]), r[1], r[2]) for r in rows]
+        return [Member(UserID.from_stored(r.user_id), r.display_name, r.avatar_url)
+                for r in rows]
 
     async def get_user_rooms(self, user: UserID) -> list[UserRoom]:
         rows = await self._run(select(
-            "SELECT m.room_id, m.membership, n.room_id, m.display_name, m.avatar_url"
+            "SELECT m.room_id, m.membership, n.room_id AS notice_room_id, m.display_name,"
+            " m.avatar_url"
             " FROM dendrite_admin_memberships m"
             " JOIN dendrite_admin_rooms r ON r.room_id = m.room_id"
             " LEFT JOIN dendrite_admin_server_notice_rooms n"
             " ON n.user_id = m.user_id AND n.room_id = m.room_id"
             " WHERE m.user_id = %s AND m.membership IN ('join', 'invite')"
             " ORDER BY r.room_nid", (str(user),)), write=False)
-        return [UserRoom(r[0], r[1], r[2] is not None, r[3], r[4]) for r in rows]
+        return [UserRoom(r.room_id, r.membership, r.notice_room_id is not None,
+                         r.display_name, r.avatar_url) for r in rows]
 
     async def get_membership(self, room_id: str, user: UserID) -> str | None:
         row = await self._run(one(
             "SELECT membership FROM dendrite_admin_memberships"
             " WHERE room_id = %s AND user_id = %s", (room_id, str(user))), write=False)
-        return None if row is None else str(row[0])
+        return None if row is None else str(row.membership)
 
     async def apply_memberships(
         self, room_id: str, changes: Sequence[MembershipChange]
@@ -529,7 +533,7 @@ class SqlCore(SqlBase):
                 return None
             res = yield Stmt(_TXN_EVENT, _txn_key(txn))
             if res.rows:
-                return str(res.rows[0][0])
+                return str(res.rows[0].event_id)
         raise StorageUnavailableError("the transaction record kept changing")
 
     def _append_to_room(
@@ -543,7 +547,7 @@ class SqlCore(SqlBase):
                          " WHERE room_id = %s {for_update}", (room_id,))
         if not res.rows:
             raise KeyError(room_id)
-        depth, latest = int(res.rows[0][0]), res.rows[0][1]
+        depth, latest = int(res.rows[0].depth), res.rows[0].latest_event_id
         now = now_ms()
         events: list[tuple[Any, ...]] = []
         state: dict[tuple[str, str], str] = {}
@@ -614,7 +618,7 @@ class SqlCore(SqlBase):
                    (*key, dumps({"tags": {}})))
         res = yield Stmt("SELECT content FROM dendrite_admin_account_data WHERE user_id = %s"
                          " AND room_id = %s AND type = %s {for_update}", key)
-        data = json.loads(res.rows[0][0])
+        data = json.loads(res.rows[0].content)
         data.setdefault("tags", {})[tag] = dict(content)
         yield Stmt("UPDATE dendrite_admin_account_data SET content = %s WHERE user_id = %s"
                    " AND room_id = %s AND type = %s", (dumps(data), *key))
@@ -629,7 +633,7 @@ class SqlCore(SqlBase):
             (room_id, event_type, state_key)), write=False)
         if row is None:
             return None
-        content: dict[str, Any] = json.loads(row[0])
+        content: dict[str, Any] = json.loads(row.content)
         return content
 
     async def send_state_event(
@@ -644,7 +648,7 @@ class SqlCore(SqlBase):
         row = await self._run(one(
             "SELECT room_id FROM dendrite_admin_server_notice_rooms WHERE user_id = %s",
             (str(user),)), write=False)
-        return None if row is None else str(row[0])
+        return None if row is None else str(row.room_id)
 
     async def create_server_notice_room(
         self, user: UserID, room: NewRoom, *, replacing: str | None, tag: str,
@@ -678,7 +682,7 @@ class SqlCore(SqlBase):
     # -- notice transactions ---------------------------------------------------------------
     async def get_notice_txn(self, key: NoticeTxnKey) -> str | None:
         row = await self._run(one(_TXN_EVENT, _txn_key(key)), write=False)
-        return None if row is None else str(row[0])
+        return None if row is None else str(row.event_id)
 
     async def record_notice_txn(self, key: NoticeTxnKey, event_id: str, ts: int) -> None:
         """Remember a notice the homeserver sent for this transaction (beside Dendrite,
@@ -713,8 +717,8 @@ class SqlCore(SqlBase):
             op = select(cols + " WHERE id < %s ORDER BY id DESC LIMIT %s",
                               (before_id, max(0, limit)))
         rows = await self._run(op, write=False)
-        return [AuditEntry(int(r[1]), r[2], r[3], r[4], r[5], r[6], json.loads(r[7]),
-                           int(r[0])) for r in rows]
+        return [AuditEntry(int(r.ts), r.request_id, r.requester, r.action, r.target,
+                           r.outcome, json.loads(r.detail), int(r.id)) for r in rows]
 
     async def purge_audit_entries(self, older_than_ts: int) -> int:
         return await self._run(exec_(

@@ -8,19 +8,27 @@ drives an operation inside one transaction (for writes) or none (single reads).
 
 SQL is written with ``%s`` placeholders; values always travel as parameters.  Multi-row
 statements are built by repeating the placeholder group, never by formatting values.
+
+Rows are :class:`Row` tuples: read a column by its name (``row.access_token``, the name
+the statement gives it: alias clashing or computed columns with ``AS``); positions
+still work for code that has not moved to names.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Generator, Sequence
+import keyword
+import operator
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .schema import Dialect
 
-__all__ = ["CHUNK_ROWS", "Op", "Result", "Stmt", "drive_sync", "dumps", "exec_",
-           "insert_rows", "one", "select", "with_keys"]
+__all__ = ["CHUNK_ROWS", "KEY_GROUP_SIZES", "Op", "Result", "Row", "Stmt", "drive_sync",
+           "dumps", "exec_", "insert_rows", "key_groups", "one", "rows_of", "select",
+           "with_keys"]
 
 T = TypeVar("T")
 
@@ -35,9 +43,40 @@ class Stmt:
     reuse: bool = True
 
 
+class Row(tuple[Any, ...]):
+    """One result row: a tuple whose columns are also attributes named as the
+    statement's result columns (``SELECT d.device_id, c.ip AS conn_ip`` → ``row.device_id``,
+    ``row.conn_ip``)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for a name that is not a column of this row.
+        raise AttributeError(f"the row has no column {name!r}")
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(columns: tuple[str, ...]) -> type[Row]:
+    """A :class:`Row` subclass whose attributes read these columns by position."""
+    attrs: dict[str, Any] = {"__slots__": ()}
+    for i, name in enumerate(columns):
+        if name.isidentifier() and not keyword.iskeyword(name) and name not in attrs:
+            attrs[name] = property(operator.itemgetter(i))
+    return type("Row", (Row,), attrs)
+
+
+def rows_of(description: Sequence[Sequence[Any]] | None,
+            rows: Iterable[Sequence[Any]]) -> list[Row]:
+    """The driver's rows as :class:`Row` objects named by a DB-API ``description``."""
+    if description is None:
+        return []
+    cls = _row_class(tuple(str(column[0]) for column in description))
+    return [cls(row) for row in rows]
+
+
 @dataclass(frozen=True, slots=True)
 class Result:
-    rows: list[tuple[Any, ...]]
+    rows: list[Row]
     rowcount: int
 
 
@@ -56,6 +95,24 @@ def dumps(value: Any) -> str:
 def with_keys(sql: str, n: int) -> str:
     """``sql`` with its ``{keys}`` replaced by ``n`` placeholders (for ``IN (…)``)."""
     return sql.replace("{keys}", ", ".join(["%s"] * n))
+
+
+# Key counts of ``IN (…)`` statements: a group of keys is padded (its last key repeated)
+# to the next of these, so each backend sees a handful of statement texts, each prepared
+# once (PostgreSQL), whatever the number of keys asked for.
+KEY_GROUP_SIZES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def key_groups(keys: Sequence[T]) -> list[list[T]]:
+    """``keys`` in groups of at most ``KEY_GROUP_SIZES[-1]``, each padded to one of
+    :data:`KEY_GROUP_SIZES` (empty: no group)."""
+    top = KEY_GROUP_SIZES[-1]
+    groups = []
+    for start in range(0, len(keys), top):
+        group = list(keys[start:start + top])
+        size = next(s for s in KEY_GROUP_SIZES if s >= len(group))
+        groups.append(group + [group[-1]] * (size - len(group)))
+    return groups
 
 
 def insert_rows(head: str, width: int, rows: Sequence[Sequence[Any]],
@@ -78,7 +135,8 @@ def drive_sync(cursor: Any, dialect: Dialect, op: Op[T]) -> T:
         stmt = next(op)
         while True:
             cursor.execute(dialect.sql(stmt.sql), tuple(stmt.params))
-            rows = cursor.fetchall() if cursor.description is not None else []
+            rows = rows_of(cursor.description,
+                           cursor.fetchall() if cursor.description is not None else ())
             stmt = op.send(Result(rows, cursor.rowcount))
     except StopIteration as done:
         value: T = done.value
@@ -88,13 +146,13 @@ def drive_sync(cursor: Any, dialect: Dialect, op: Op[T]) -> T:
 
 
 # One-statement operations.
-def one(sql: str, params: Sequence[Any] = ()) -> Op[tuple[Any, ...] | None]:
+def one(sql: str, params: Sequence[Any] = ()) -> Op[Row | None]:
     """The first row, or None."""
     res = yield Stmt(sql, params)
     return res.rows[0] if res.rows else None
 
 
-def select(sql: str, params: Sequence[Any] = ()) -> Op[list[tuple[Any, ...]]]:
+def select(sql: str, params: Sequence[Any] = ()) -> Op[list[Row]]:
     res = yield Stmt(sql, params)
     return res.rows
 
