@@ -181,3 +181,17 @@ async def test_one_wording_for_not_an_admin(h: Harness) -> None:
         assert (resp.status, body["errcode"]) == (403, "M_FORBIDDEN"), path
         texts.add(body["error"])
     assert texts == {"This API can only be used by admin users."}
+
+
+# -- query parameters: one reader (query_params.py) -------------------------------------
+@pytest.mark.parametrize("path", ["/_synapse/admin/v2/users", "/_synapse/admin/v1/rooms",
+                                  "/_dendrite/admin/jobs", "/_dendrite/admin/auditLog"])
+@pytest.mark.parametrize("limit", ["9" * 5000, "-1", "1e3", "x", "99999999999999999999"])
+async def test_a_malformed_limit_is_400_everywhere(h: Harness, path: str,
+                                                   limit: str) -> None:
+    """A digit string too long for Python to convert was a 500 on the user list."""
+    admin = await h.user("admin", admin=True)
+    resp = await h.client.get(path, params={"limit": limit}, headers=admin.auth)
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["errcode"] == "M_INVALID_PARAM" and "limit" in body["error"]

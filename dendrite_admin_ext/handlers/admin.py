@@ -10,8 +10,9 @@ from aiohttp import web
 from .. import messages
 from ..audit import entry_to_json
 from ..context import get_context
-from ..errors import InvalidParam, ServiceUnavailable, StorageUnavailableError
+from ..errors import ServiceUnavailable, StorageUnavailableError
 from ..openapi import OPENAPI_KEY
+from ..query_params import int_param
 from ..responses import json_response
 
 __all__ = ["AUDIT_QUERY", "audit_log", "health", "openapi_json"]
@@ -44,21 +45,11 @@ async def openapi_json(request: web.Request) -> web.Response:
     return json_response(request.config_dict[OPENAPI_KEY])
 
 
-def _int_param(request: web.Request, name: str, default: int | None, low: int,
-               high: int) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or not low <= int(raw) <= high:
-        raise InvalidParam(messages.integer_out_of_range(name, low, high))
-    return int(raw)
-
-
 async def audit_log(request: web.Request) -> web.Response:
     """Newest first.  ``next_from`` is present while older entries may remain."""
     ctx = get_context(request)
-    before = _int_param(request, "from", None, 1, 2**63 - 1)
-    limit = _int_param(request, "limit", AUDIT_DEFAULT_LIMIT, 1, AUDIT_MAX_LIMIT)
+    before = int_param(request, "from", None, 1, 2**63 - 1)
+    limit = int_param(request, "limit", AUDIT_DEFAULT_LIMIT, 1, AUDIT_MAX_LIMIT)
     assert limit is not None
     entries = await ctx.storage.get_audit_entries(before_id=before, limit=limit)
     body: dict[str, Any] = {"entries": [entry_to_json(e) for e in entries]}

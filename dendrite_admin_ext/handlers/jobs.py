@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import messages
 from ..context import get_context
 from ..errors import InvalidParam, NotFound
+from ..query_params import int_param
 from ..responses import json_response
 from ..services.broadcast import BROADCAST, broadcast_params
 from ..services.jobs import cancel_job, job_json, submit_job
@@ -38,23 +39,14 @@ async def get_job(request: web.Request) -> web.Response:
     return json_response(job_json(job))
 
 
-def _number(raw: str | None, name: str, default: int | None, low: int,
-            high: int) -> int | None:
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18 or not low <= int(raw) <= high:
-        raise InvalidParam(messages.integer_out_of_range(name, low, high))
-    return int(raw)
-
-
 async def list_jobs(request: web.Request) -> web.Response:
     """``{"jobs": [newest first], "next_from"?}``; filters ``kind``, ``status``."""
     ctx = get_context(request)
     status = request.query.get("status")
     if status is not None and status not in JOB_STATUSES:
         raise InvalidParam(messages.not_one_of("status", list(JOB_STATUSES)))
-    before = _number(request.query.get("from"), "from", None, 1, 10**18)
-    limit = _number(request.query.get("limit"), "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    before = int_param(request, "from", None, 1, 10**18)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     assert limit is not None
     jobs = await ctx.storage.list_jobs(kind=request.query.get("kind"), status=status,
                                        target=None, before_seq=before, limit=limit)

@@ -12,6 +12,7 @@ from ..auth import get_requester
 from ..context import get_context
 from ..errors import InvalidParam, NotFound
 from ..identifiers import parse_room_id
+from ..query_params import bool_param, int_param
 from ..responses import json_response
 from ..services import room_admin
 from ..services.jobs import submit_job
@@ -53,24 +54,6 @@ ROOM_LIST_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def _int(request: web.Request, name: str, default: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or int(raw) > high:
-        raise InvalidParam(messages.integer_out_of_range(name, 0, high))
-    return int(raw)
-
-
-def query_bool(request: web.Request, name: str) -> bool | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    if raw not in ("true", "false"):
-        raise InvalidParam(messages.not_a_boolean_param(name))
-    return raw == "true"
-
-
 def _room(request: web.Request) -> str:
     return parse_room_id(request.match_info["room_id"])
 
@@ -79,8 +62,8 @@ async def list_rooms(request: web.Request) -> web.Response:
     """``GET /_synapse/admin/v1/rooms``: ``{"offset", "rooms", "total_rooms",
     "next_batch"?, "prev_batch"?}`` (Synapse's rooms.py; integer batches)."""
     ctx = get_context(request)
-    start = _int(request, "from", 0, 999_999_999)
-    limit = _int(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
+    start = int_param(request, "from", 0, 0, 999_999_999)
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
     order = request.query.get("order_by", "name")
     order = _ORDER_ALIASES.get(order, order)
     if order not in ROOM_ORDERS:
@@ -94,8 +77,8 @@ async def list_rooms(request: web.Request) -> web.Response:
     query = RoomListQuery(
         order_by=order, reverse=(direction == "b") != (order in _LARGEST_FIRST),
         offset=start, limit=limit, search_term=search,
-        public_rooms=query_bool(request, "public_rooms"),
-        empty_rooms=query_bool(request, "empty_rooms"))
+        public_rooms=bool_param(request, "public_rooms", None),
+        empty_rooms=bool_param(request, "empty_rooms", None))
     page = await ctx.storage.list_rooms(query, ctx.config.server_name)
     body: dict[str, Any] = {"offset": start,
                             "rooms": [room_admin.room_json(r) for r in page.rooms],
@@ -189,7 +172,7 @@ async def purge_room(request: web.Request) -> web.Response:
 
 def dry_run(request: web.Request) -> bool:
     """``?dry_run=true`` (SPEC 11); anything but true/false is 400."""
-    return query_bool(request, "dry_run") is True
+    return bool_param(request, "dry_run", False)
 
 
 def dry_run_body(count: int, affected: list[str]) -> web.Response:

@@ -16,6 +16,7 @@ from ..context import AdminContext, get_context
 from ..errors import InvalidParam, NotFound
 from ..identifiers import UserID, parse_user_id
 from ..passwords import check_password_policy
+from ..query_params import bool_param, int_param
 from ..responses import json_response
 from ..services import users as service
 from ..storage.types import USER_ORDERS, AccountType, UserQuery
@@ -60,15 +61,6 @@ LIST_QUERY: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def _bool_param(request: web.Request, name: str, default: bool | None) -> bool | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    if raw not in ("true", "false"):
-        raise InvalidParam(messages.not_a_boolean_param(name))
-    return raw == "true"
-
-
 def _query(request: web.Request, deactivated: bool | None) -> UserQuery:
     order_by = request.query.get("order_by", "name")
     if order_by not in USER_ORDERS:
@@ -79,29 +71,21 @@ def _query(request: web.Request, deactivated: bool | None) -> UserQuery:
     return UserQuery(
         user_id=request.query.get("user_id"),
         name=request.query.get("name"),
-        guests=bool(_bool_param(request, "guests", True)),
+        guests=bool_param(request, "guests", True),
         deactivated=deactivated,
-        admins=_bool_param(request, "admins", None),
-        locked=bool(_bool_param(request, "locked", False)),
+        admins=bool_param(request, "admins", None),
+        locked=bool_param(request, "locked", False),
         not_user_types=tuple(dict.fromkeys(request.query.getall("not_user_type", []))),
         order_by=order_by,
         direction=direction,
     )
 
 
-def _limit(request: web.Request) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > service.MAX_LIMIT:
-        raise InvalidParam(messages.integer_out_of_range("limit", 0, service.MAX_LIMIT))
-    return int(raw)
-
-
 async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
     ctx = get_context(request)
     query = _query(request, deactivated)
-    page = await service.list_users(ctx, query, request.query.get("from"), _limit(request))
+    limit = int_param(request, "limit", DEFAULT_LIMIT, 0, service.MAX_LIMIT)
+    page = await service.list_users(ctx, query, request.query.get("from"), limit)
     body: dict[str, Any] = {"users": [service.list_entry(u) for u in page.users],
                             "total": page.total}
     if page.next_token is not None:
@@ -112,13 +96,13 @@ async def _list(request: web.Request, deactivated: bool | None) -> web.Response:
 async def list_users_v2(request: web.Request) -> web.Response:
     """v2: ``deactivated=true`` includes deactivated accounts, otherwise they are left
     out."""
-    return await _list(request, None if _bool_param(request, "deactivated", False)
+    return await _list(request, None if bool_param(request, "deactivated", False)
                        else False)
 
 
 async def list_users_v3(request: web.Request) -> web.Response:
     """v3: ``deactivated`` absent = everyone, true = only, false = none of them."""
-    return await _list(request, _bool_param(request, "deactivated", None))
+    return await _list(request, bool_param(request, "deactivated", None))
 
 
 def _local(ctx: AdminContext, request: web.Request,
