@@ -1,7 +1,7 @@
 """In-memory storage: the reference implementation of every protocol, used by tests.
 
 It keeps no data across restarts.  Every other backend must behave exactly like this
-one; the contract suite in ``tests/test_storage_contract.py`` checks that they do.
+one; the contract suite in ``tests/contract/`` checks that they do.
 """
 
 from __future__ import annotations
