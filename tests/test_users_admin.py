@@ -584,3 +584,22 @@ async def test_migration_v4_gives_every_account_a_profile_row(tmp_path: Any) -> 
         assert [u.user.localpart for u in page] == ["old"]
     finally:
         await st.close()
+
+
+# -- PUT creates only what registration would (found by an operator's first hour) ----------
+@pytest.mark.parametrize(("localpart", "errcode"), [
+    ("OPS", "M_INVALID_USERNAME"),  # a look-alike of the admin @ops
+    ("alice7f", "M_USER_IN_USE"),  # a look-alike of the historical @Alice7f
+    ("Upper", "M_INVALID_USERNAME"), ("we!rd$", "M_INVALID_USERNAME"),
+    ("_hidden", "M_INVALID_USERNAME"), ("12345", "M_INVALID_USERNAME"),
+])
+async def test_put_never_creates_a_name_registration_would_refuse(
+        h: Harness, localpart: str, errcode: str) -> None:
+    admin = await h.user("ops", admin=True)
+    await h.user("Alice7f")  # made by an older server, before the grammar was strict
+    user_id = f"@{localpart}:{SERVER}"
+    resp = await h.client.put(f"/_synapse/admin/v2/users/{quote(user_id)}",
+                              headers=admin.auth, json={"password": "a long password"})
+    assert resp.status == 400
+    assert (await resp.json())["errcode"] == errcode
+    assert await h.storage.get_account(UserID.from_stored(user_id)) is None

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import messages
 from ..context import AdminContext
-from ..errors import InvalidParam, NotFound, UserInUse, UserInUseError
+from ..errors import InvalidParam, InvalidUsername, NotFound, UserInUse, UserInUseError
 from ..identifiers import UserID
 from ..passwords import check_password_policy
 from ..storage.types import (
@@ -31,6 +31,7 @@ from ..storage.types import (
 )
 from . import homeserver
 from .evacuation import evacuate_user, run_to_completion
+from .registration import validate_username
 
 __all__ = [
     "MAX_LIMIT",
@@ -239,6 +240,18 @@ def _checked_user_type(ctx: AdminContext, body: Mapping[str, Any]) -> str | None
     return user_type if isinstance(user_type, str) else None
 
 
+async def _check_new_localpart(ctx: AdminContext, user: UserID) -> None:
+    """An account created here follows the grammar registration enforces (SPEC 2: only
+    ``[a-z0-9._=-/+]``, no leading ``_``, not all digits; Synapse's ``check_username``):
+    400 ``M_INVALID_USERNAME``; historical localparts are reachable, never created.  A
+    name taken case-insensitively (``@OPS`` beside ``@ops``) is 400 ``M_USER_IN_USE``,
+    so nobody can be made to look like an existing account."""
+    if validate_username(user.localpart, user.server_name) != user.localpart:
+        raise InvalidUsername(messages.USERNAME_GRAMMAR)
+    if await ctx.storage.localpart_exists(user):
+        raise UserInUse(messages.USER_IN_USE)
+
+
 async def modify_or_create(ctx: AdminContext, requester: UserID, user: UserID,
                            body: Mapping[str, Any], *,
                            keep_device_id: str | None = None) -> tuple[int, dict[str, Any]]:
@@ -254,6 +267,8 @@ async def modify_or_create(ctx: AdminContext, requester: UserID, user: UserID,
     if password is not None:
         check_password_policy(password, ctx.config.passwords)
     existing = await ctx.storage.get_user(user)
+    if existing is None:
+        await _check_new_localpart(ctx, user)
     if existing is not None and "admin" in body and user == requester and not body["admin"] \
             and existing.account_type == AccountType.ADMIN:
         raise InvalidParam(messages.CANNOT_DEMOTE_SELF)
