@@ -64,8 +64,16 @@ class Audited:
     # (body key, action): the action recorded instead when that key of the JSON body
     # is false, so one route records both directions ("lock" and "unlock").
     when_false: tuple[str, str] | None = None
+    # The route takes ``?dry_run=true`` (SPEC 11: a preview that changes nothing): such
+    # a request is recorded as ``<action>DryRun``, never as the action itself.
+    dry_run: bool = False
+
+    def is_dry_run(self, request: web.Request) -> bool:
+        return self.dry_run and request.query.get("dry_run") == "true"
 
     def action_for(self, request: web.Request) -> str:
+        if self.is_dry_run(request):
+            return self.action + "DryRun"
         if self.when_false is not None:
             body = request.get(JSON_BODY_KEY)
             if isinstance(body, Mapping) and body.get(self.when_false[0]) is False:
@@ -130,6 +138,8 @@ class AuditRecorder:
                       spec.action_for(request), outcome)
             return
         detail: dict[str, Any] = {"method": request.method, "status": status}
+        if spec.is_dry_run(request):
+            detail["dry_run"] = True
         if self.record_ip and request.remote:
             detail["ip"] = client_ip(request)
         entry = AuditEntry(

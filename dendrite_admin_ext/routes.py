@@ -87,12 +87,12 @@ ROUTES: list[RouteSpec] = [
               "reset_password", audit=Audited("resetPassword", path_param="user")),
     *(RouteSpec(DENDRITE, method, f"/evacuateRoom/{_ROOM}", rooms.evacuate_room,
                 Access.ADMIN, "evacuate", "Part every local member from a room",
-                audit=Audited("evacuateRoom", path_param="room_id"))
+                audit=Audited("evacuateRoom", path_param="room_id", dry_run=True))
       for method in ("GET", "POST")),
     *(RouteSpec(DENDRITE, method, f"/evacuateUser/{_USER}", rooms.evacuate_user,
                 Access.ADMIN, "evacuate",
                 "Part a local user from every room and reject their invites",
-                audit=Audited("evacuateUser", path_param="user_id"))
+                audit=Audited("evacuateUser", path_param="user_id", dry_run=True))
       for method in ("GET", "POST")),
     RouteSpec(SYNAPSE, "POST", "/v1/send_server_notice", notices.send_notice, Access.ADMIN,
               "server_notices", "Send a server notice to a local user", "server_notice",
@@ -250,7 +250,7 @@ ROUTES: list[RouteSpec] = [
     RouteSpec(SYNAPSE, "DELETE", f"/v2/rooms/{_ROOM}", rooms_admin.delete_room,
               Access.ADMIN, "rooms",
               "Delete a room as a job: part local members, block, purge (?dry_run=true)",
-              "room_delete", audit=Audited("deleteRoom", path_param="room_id"),
+              "room_delete", audit=Audited("deleteRoom", path_param="room_id", dry_run=True),
               query=(("dry_run", {"enum": ["true", "false"]}),)),
     RouteSpec(DENDRITE, "GET", "/emptyRooms", rooms_admin.empty_rooms, Access.ADMIN,
               "rooms", "Rooms no local user is joined to"),

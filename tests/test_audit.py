@@ -240,3 +240,21 @@ async def test_retention_zero_keeps_everything(harness_factory: HarnessFactory) 
     await wait_for_running(h.ctx, 5)  # a purge, had one started, would be done
     body = await audit_entries(h, admin.token)
     assert "ancient" in [e["request_id"] for e in body["entries"]]
+
+
+async def test_a_dry_run_is_recorded_as_one(h: Harness) -> None:
+    """SPEC 11: ``?dry_run=true`` changes nothing; an auditor must tell it from the real
+    action (a first-hour review found both recorded alike)."""
+    admin = await h.user("admin", admin=True)
+    alice = await h.user("alice")
+    path = f"/_dendrite/admin/evacuateUser/{quote(str(alice.user_id))}"
+    assert (await h.client.post(path + "?dry_run=true", headers=admin.auth)).status == 200
+    # a route without a dry run records what it did, whatever the query says
+    reset = f"/_dendrite/admin/resetPassword/{quote(str(alice.user_id))}?dry_run=true"
+    assert (await h.client.post(reset, headers=admin.auth,
+                                json={"password": "a long password"})).status == 200
+    assert (await h.client.post(path, headers=admin.auth)).status == 200
+    await wait_for_running(h.ctx, 5)
+    entries = (await audit_entries(h, admin.token))["entries"]
+    assert [(e["action"], e["detail"].get("dry_run")) for e in entries[:3]] == [
+        ("evacuateUser", None), ("resetPassword", None), ("evacuateUserDryRun", True)]
