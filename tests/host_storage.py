@@ -885,10 +885,14 @@ class HostStorage:
         return True
 
     # -- durable jobs (JobStore) ---------------------------------------------------------
-    async def create_job(self, job: Job) -> None:
-        await _io()
+    async def create_job(self, job: Job, *, exclusive: bool = False) -> bool:
+        await _io()  # nothing awaits below: the check and the append are one step
+        if exclusive and any(j.kind == job.kind and j.target == job.target
+                             and j.status in ("scheduled", "active") for j in self._job_rows):
+            return False
         self._job_rows.append(replace(job, seq=len(self._job_rows) + 1,
                                       status="scheduled"))
+        return True
 
     def _job_index(self, job_id: str) -> int | None:
         for i, job in enumerate(self._job_rows):

@@ -294,8 +294,8 @@ async def test_rooms_switch_off(harness_factory: HarnessFactory) -> None:
 
 
 # -- the lease rules, on every backend and the host -------------------------------------
-def _job(job_id: str, kind: str = "k") -> Job:
-    return Job(job_id=job_id, seq=0, kind=kind, target=None, params={"a": 1},
+def _job(job_id: str, kind: str = "k", target: str | None = None) -> Job:
+    return Job(job_id=job_id, seq=0, kind=kind, target=target, params={"a": 1},
                status="scheduled", created_ts=1)
 
 
@@ -442,3 +442,35 @@ async def test_storage_outage_hands_the_job_back(h: Harness) -> None:
     done = await h.storage.get_job(job.job_id)
     assert done is not None and done.status == "complete" and done.done == 2
     assert calls == [None, "half"]
+
+
+async def test_exclusive_jobs_one_unfinished_per_target(room_storage: AdminStorage) -> None:
+    """SPEC 11: one deletion of a room at a time.  Many requests at once (a first-hour
+    review sent four in parallel and three ran): exactly one is recorded, and another
+    is accepted only once it has finished."""
+    st = room_storage
+    made = await asyncio.gather(*(st.create_job(_job(f"d{i}", target="!r:x"), exclusive=True)
+                                  for i in range(6)))
+    assert sorted(made) == [False] * 5 + [True]
+    winner = next(f"d{i}" for i, ok in enumerate(made) if ok)
+    assert await st.create_job(_job("other-target", target="!elsewhere:x"),
+                               exclusive=True)
+    assert await st.create_job(_job("not-exclusive"))  # plain jobs are never refused
+    claimed = await st.claim_job("w1", 1000, 100, ("k",))
+    assert claimed is not None and claimed.job_id == winner
+    assert not await st.create_job(_job("while-active", target="!r:x"), exclusive=True)
+    assert await st.finish_job(winner, "w1", 1010, "complete", None, {})
+    assert await st.create_job(_job("after", target="!r:x"), exclusive=True)
+    assert (await st.cancel_job("after", 1020)) is not None
+    assert await st.create_job(_job("after-cancel", target="!r:x"), exclusive=True)
+
+
+async def test_parallel_deletions_of_one_room_run_once(rh: Harness) -> None:
+    admin = await rh.user("root", admin=True)
+    room = await make_room(rh.storage, local("owner"), joined=[local("m1")])
+    answers = await asyncio.gather(*(delete(rh, admin, room) for _ in range(4)))
+    accepted = [body["delete_id"] for status, body in answers if status == 200]
+    assert len(accepted) == 1, answers
+    assert sorted(status for status, _ in answers) == [200, 400, 400, 400]
+    assert {body["errcode"] for status, body in answers if status == 400} == {
+        "M_INVALID_PARAM"}

@@ -195,16 +195,14 @@ async def delete_room(request: web.Request) -> web.Response:
         if not await ctx.storage.room_exists(room_id):
             raise NotFound(messages.unknown_room(room_id))
         return dry_run_body(*await room_admin.preview_room_members(ctx, room_id))
-    for status in ("scheduled", "active"):
-        if await ctx.storage.list_jobs(kind=room_admin.ROOM_DELETE, status=status,
-                                       target=room_id, before_seq=None, limit=1):
-            raise InvalidParam(messages.deletion_in_progress(room_id))
     job = await submit_job(ctx, room_admin.ROOM_DELETE, room_id, {
         "room_id": room_id, "block": body.get("block", False),
         "purge": body.get("purge", True), "force_purge": body.get("force_purge", False),
         "message": body.get("message"), "room_name": body.get("room_name"),
         "new_room_user_id": new_owner,
-        "requester": str(get_requester(request).user)})
+        "requester": str(get_requester(request).user)}, exclusive=True)
+    if job is None:  # one deletion of a room at a time, whichever worker took it
+        raise InvalidParam(messages.deletion_in_progress(room_id))
     return json_response({"delete_id": job.job_id})
 
 

@@ -30,7 +30,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..context import AdminContext
 from ..errors import StorageUnavailableError
@@ -68,12 +68,21 @@ def job_json(job: Job) -> dict[str, Any]:
     return out
 
 
+@overload
 async def submit_job(ctx: AdminContext, kind: str, target: str | None,
-                     params: Mapping[str, Any]) -> Job:
-    """Record a job and wake this worker's runner; durable when this returns."""
+                     params: Mapping[str, Any], *, exclusive: Literal[False] = False) -> Job: ...
+@overload
+async def submit_job(ctx: AdminContext, kind: str, target: str | None,
+                     params: Mapping[str, Any], *, exclusive: bool) -> Job | None: ...
+async def submit_job(ctx: AdminContext, kind: str, target: str | None,
+                     params: Mapping[str, Any], *, exclusive: bool = False) -> Job | None:
+    """Record a job and wake this worker's runner; durable when this returns.  With
+    ``exclusive``, None (nothing recorded) while a job of that kind and target is
+    scheduled or active."""
     job = Job(job_id=new_job_id(), seq=0, kind=kind, target=target, params=dict(params),
               status="scheduled", created_ts=ctx.clock())
-    await ctx.storage.create_job(job)
+    if not await ctx.storage.create_job(job, exclusive=exclusive):
+        return None
     log.info("job %s (%s) scheduled for %s", job.job_id, kind, target or "-")
     if ctx.jobs is not None:
         ctx.jobs.wake()

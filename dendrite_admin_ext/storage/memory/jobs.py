@@ -26,10 +26,15 @@ class MemoryJobs(MemoryBase):
             return None
         return job
 
-    async def create_job(self, job: Job) -> None:
+    async def create_job(self, job: Job, *, exclusive: bool = False) -> bool:
+        if exclusive and any(j.kind == job.kind and j.target == job.target
+                             and j.status in ("scheduled", "active")
+                             for j in self.jobs.values()):
+            return False
         self._job_seq += 1
         self.jobs[job.job_id] = replace(job, seq=self._job_seq, status="scheduled",
                                         params=dict(job.params), result=dict(job.result))
+        return True
 
     async def get_job(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)

@@ -20,9 +20,12 @@ __all__ = ["JobStore"]
 
 
 class JobStore(Protocol):
-    async def create_job(self, job: Job) -> None:
+    async def create_job(self, job: Job, *, exclusive: bool = False) -> bool:
         """Record a new job (status ``scheduled``; ``seq`` is assigned by storage and
-        the given one ignored).  Durable when this returns."""
+        the given one ignored); True once durable.  With ``exclusive``: only if no job
+        of the same ``kind`` and ``target`` is scheduled or active, decided atomically
+        (of two workers asking at once, one records it); False, nothing recorded,
+        otherwise (one deletion of a room at a time, SPEC 11)."""
 
     async def get_job(self, job_id: str) -> Job | None:
         """The job, or None."""

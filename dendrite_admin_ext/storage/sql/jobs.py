@@ -45,13 +45,17 @@ class SqlJobs(SqlBase):
     """:class:`~..protocols.jobs.JobStore` and
     :class:`~..protocols.broadcast.BroadcastStore`."""
 
-    async def create_job(self, job: Job) -> None:
-        await self._run(insert_rows(
+    async def create_job(self, job: Job, *, exclusive: bool = False) -> bool:
+        # An exclusive job holds a unique key while unfinished (schema v6): the index,
+        # not a read before the insert, decides between two requests at once.
+        key = f"{job.kind}\n{job.target or ''}" if exclusive else None
+        count = await self._run(insert_rows(
             "INSERT INTO dendrite_admin_jobs (job_id, kind, target, params, status,"
-            " created_ts, total, done, failed, cursor, result)", 11,
+            " created_ts, total, done, failed, cursor, result, exclusive_key)", 12,
             [(job.job_id, job.kind, job.target, dumps(dict(job.params)), "scheduled",
-              job.created_ts, job.total, 0, 0, job.cursor, dumps(dict(job.result)))]),
-            write=True)
+              job.created_ts, job.total, 0, 0, job.cursor, dumps(dict(job.result)), key)],
+            "ON CONFLICT DO NOTHING"), write=True)
+        return count == 1
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._run(one(f"SELECT {_JOB_COLUMNS} FROM dendrite_admin_jobs"  # noqa: S608
@@ -146,7 +150,8 @@ class SqlJobs(SqlBase):
             return False
         merged = {**json.loads(res.rows[0][0]), **result}
         yield Stmt("UPDATE dendrite_admin_jobs SET status = %s, error = %s,"
-                   " finished_ts = %s, result = %s, lease_expires_ts = NULL"
+                   " finished_ts = %s, result = %s, lease_expires_ts = NULL,"
+                   " exclusive_key = NULL"
                    " WHERE job_id = %s", (status, error, now, dumps(merged), job_id))
         return True
 
@@ -156,7 +161,7 @@ class SqlJobs(SqlBase):
     @staticmethod
     def _cancel(job_id: str, now: int) -> Op[Job | None]:
         yield Stmt("UPDATE dendrite_admin_jobs SET status = 'cancelled', finished_ts = %s,"
-                   " lease_expires_ts = NULL"
+                   " lease_expires_ts = NULL, exclusive_key = NULL"
                    " WHERE job_id = %s AND status IN ('scheduled', 'active')", (now, job_id))
         res = yield Stmt(f"SELECT {_JOB_COLUMNS} FROM dendrite_admin_jobs"  # noqa: S608
                          " WHERE job_id = %s", (job_id,))

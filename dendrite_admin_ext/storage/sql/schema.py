@@ -565,5 +565,18 @@ _V5 = _MigrationWithData(
 
 # Every feature's schema changes, in version order.  Versions are assigned per feature
 # as they are written; a version, once released, is never edited.
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
+_V6 = Migration(
+    6,
+    "Jobs: one unfinished exclusive job per kind and target",
+    statements=(
+        # Set while an exclusive job (a room's deletion) is scheduled or active, NULL
+        # otherwise: the unique index decides between two requests (two workers) at
+        # once, where reading for an unfinished job first let both through.
+        "ALTER TABLE dendrite_admin_jobs ADD COLUMN exclusive_key TEXT",
+        """CREATE UNIQUE INDEX IF NOT EXISTS dendrite_admin_jobs_exclusive_idx
+            ON dendrite_admin_jobs (exclusive_key)""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = MIGRATIONS[-1].version
