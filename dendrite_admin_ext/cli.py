@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -46,7 +47,12 @@ def _cmd_openapi(args: argparse.Namespace) -> int:
     config = (load_config(args.config) if args.config
               else Config(server_name="example.org"))
     doc = build_openapi(config, enabled_routes(config), load_schemas())
-    print(json.dumps(doc, indent=2))
+    try:
+        print(json.dumps(doc, indent=2), flush=True)
+    except BrokenPipeError:
+        # The reader stopped early (| head): not an error of ours, and no traceback.
+        # stdout is pointed at devnull so Python's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

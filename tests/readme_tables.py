@@ -51,16 +51,25 @@ _WHO = {Access.PUBLIC: "anyone", Access.USER: "user", Access.ADMIN: "admin"}
 
 def route_table() -> str:
     """One row per path (in route-table order), its methods (HEAD wherever GET)."""
-    paths: dict[str, tuple[list[str], Access, str]] = {}
+    paths: dict[str, tuple[list[str], Access, str, list[str]]] = {}
     for spec in ROUTES:
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", spec.full_path)
-        methods, _access, _feature = paths.setdefault(path, ([], spec.access,
-                                                             spec.feature))
+        methods, _access, _feature, audited = paths.setdefault(
+            path, ([], spec.access, spec.feature, []))
         methods += [spec.method, "HEAD"] if spec.method == "GET" else [spec.method]
-    rows = ["| path | methods | who | feature (config) |", "|---|---|---|---|"]
-    for path, (methods, access, feature) in paths.items():
+        if spec.audit is not None:
+            actions = [spec.audit.action]
+            if spec.audit.when_false is not None:
+                actions.append(spec.audit.when_false[1])
+            if spec.audit.dry_run:
+                actions.append(spec.audit.action + "DryRun")
+            audited += [a for a in actions if a not in audited]
+    rows = ["| path | methods | who | feature (config) | audit action |",
+            "|---|---|---|---|---|"]
+    for path, (methods, access, feature, audited) in paths.items():
+        shown = ", ".join(f"`{a}`" for a in audited) or "—"
         rows.append(f"| `{path}` | {', '.join(methods)} | {_WHO[access]} "
-                    f"| {feature} (`{FEATURES[feature].switch}`) |")
+                    f"| {feature} (`{FEATURES[feature].switch}`) | {shown} |")
     return "\n".join(rows)
 
 

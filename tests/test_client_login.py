@@ -126,7 +126,8 @@ async def test_ketesa_login_sequence(rh: Harness) -> None:
     assert resp.status == 200 and resp.headers["Access-Control-Allow-Origin"] == "*"
     versions = await resp.json()
     assert {"r0.6.1", "v1.1", "v1.18"} <= set(versions["versions"])
-    assert versions["unstable_features"] == {}
+    # moderation is on by default: MSC4323's unstable prefix is announced
+    assert versions["unstable_features"] == {"uk.timedout.msc4323": True}
     resp = await c.get(f"{V3}/login", headers=ORIGIN)
     assert resp.status == 200
     assert {"type": "m.login.password"} in (await resp.json())["flows"]

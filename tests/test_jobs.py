@@ -474,3 +474,13 @@ async def test_parallel_deletions_of_one_room_run_once(rh: Harness) -> None:
     assert sorted(status for status, _ in answers) == [200, 400, 400, 400]
     assert {body["errcode"] for status, body in answers if status == 400} == {
         "M_INVALID_PARAM"}
+
+
+async def test_jobs_list_refuses_an_unknown_kind(h: Harness) -> None:
+    admin = await h.user("root", admin=True)
+    resp = await h.client.get("/_dendrite/admin/jobs", params={"kind": "bogus"},
+                              headers=admin.auth)
+    assert resp.status == 400 and (await resp.json())["errcode"] == "M_INVALID_PARAM"
+    resp = await h.client.get("/_dendrite/admin/jobs", params={"kind": "room_delete"},
+                              headers=admin.auth)
+    assert resp.status == 200 and (await resp.json())["jobs"] == []

@@ -235,6 +235,14 @@ def test_routing_and_raw_paths(stack: Stack) -> None:
                         token=stack.alice["access_token"])
         assert reply.status == 200, reply.raw
         assert reply.json["user_id"] == f"@alice:{SERVER}"
+    # Lock and suspend (MSC4323, stable and unstable prefix) reach the admin server.
+    for prefix in ("/_matrix/client/v1/admin",
+                   "/_matrix/client/unstable/uk.timedout.msc4323/admin"):
+        for state in ("lock", "suspend"):
+            reply = request(stack.port, "GET", f"{prefix}/{state}/%40alice%3A{SERVER}",
+                            token=stack.root["access_token"])
+            assert reply.status == 200, reply.raw
+            assert reply.json == {("locked" if state == "lock" else "suspended"): False}
 
 
 def test_percent_encoded_ids_and_bodies(stack: Stack) -> None:

@@ -16,6 +16,7 @@ from ..auth import REQUESTER_KEY, Requester, get_requester
 from ..context import get_context
 from ..errors import NotFound
 from ..identifiers import parse_user_id
+from ..moderation import moderation_unstable_features
 from ..responses import json_response
 from ..services.client_login import (
     LOGIN_FLOWS,
@@ -27,12 +28,12 @@ from ..storage.types import AccountType
 
 __all__ = ["login", "login_flows", "logout", "logout_all", "profile", "versions", "whoami"]
 
-_VERSIONS = {"versions": list(SPEC_VERSIONS), "unstable_features": {}}
-
-
 async def versions(request: web.Request) -> web.Response:
-    """``GET /_matrix/client/versions``: no auth."""
-    return json_response(_VERSIONS)
+    """``GET /_matrix/client/versions``: no auth.  ``unstable_features`` names MSC4323
+    while the lock and suspend endpoints are mounted, so moderation tools find them."""
+    config = get_context(request).config
+    return json_response({"versions": list(SPEC_VERSIONS),
+                          "unstable_features": moderation_unstable_features(config)})
 
 
 async def login_flows(request: web.Request) -> web.Response:

@@ -13,7 +13,11 @@ from ..query_params import int_param
 from ..responses import json_response
 from ..services.broadcast import BROADCAST, broadcast_params
 from ..services.jobs import cancel_job, job_json, submit_job
+from ..services.room_admin import ROOM_DELETE
 from ..storage.types import JOB_STATUSES
+
+# The kinds of job this package runs (a host may run its own alongside).
+JOB_KINDS = (ROOM_DELETE, BROADCAST)
 
 __all__ = ["JOBS_QUERY", "broadcast_notice", "cancel", "get_job", "list_jobs"]
 
@@ -48,7 +52,10 @@ async def list_jobs(request: web.Request) -> web.Response:
     before = int_param(request, "from", None, 1, 10**18)
     limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     assert limit is not None
-    jobs = await ctx.storage.list_jobs(kind=request.query.get("kind"), status=status,
+    kind = request.query.get("kind")
+    if kind is not None and kind not in JOB_KINDS:
+        raise InvalidParam(messages.not_one_of("kind", list(JOB_KINDS)))
+    jobs = await ctx.storage.list_jobs(kind=kind, status=status,
                                        target=None, before_seq=before, limit=limit)
     body: dict[str, Any] = {"jobs": [job_json(j) for j in jobs]}
     if len(jobs) == limit:
