@@ -41,6 +41,7 @@ class ActivityTracker:
         self._count = 0
         # The batch being written: still shown by whois until the write is done.
         self._flushing: dict[UserID, dict[_Sighting, int]] = {}
+        self._flush_lock = asyncio.Lock()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -71,6 +72,14 @@ class ActivityTracker:
         return merged
 
     async def flush(self) -> None:
+        """Write every sighting noted before the call; when this returns they are stored
+        (or, the storage being down, put back for the next flush).  A flush already
+        under way (the background one) is waited for first, so a caller never returns
+        while sightings it noted are still being written."""
+        async with self._flush_lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending, self._count = self._pending, {}, 0
