@@ -107,6 +107,8 @@ class DendriteStandIn:
         room_id = request.match_info["room_id"]
         if not room_id.startswith("!") or ":" not in room_id:
             return _message(500, f"invalid room ID {room_id!r}")
+        if room_id in self.broken:
+            return _message(500, "failed to purge room: database is locked")
         if room_id not in self.rooms:
             return _message(500, f"room {room_id} does not exist")
         del self.rooms[room_id]

@@ -9,15 +9,19 @@ import contextlib
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestServer
 
+from dendrite_admin_ext import messages
 from dendrite_admin_ext.dendrite_client import DendriteClient, RemoteMatrixError, remote_error
 from dendrite_admin_ext.errors import InternalError, InvalidParam, NotFound, ServiceUnavailable
 from dendrite_admin_ext.identifiers import UserID
-from dendrite_admin_ext.services import broadcast
-from dendrite_admin_ext.services.jobs import JobRunner
+from dendrite_admin_ext.services import broadcast, homeserver
+from dendrite_admin_ext.services.jobs import JobRun, JobRunner
+from dendrite_admin_ext.services.room_admin import ROOM_DELETE, run_room_delete
+from dendrite_admin_ext.storage.types import JobStep
 from dendrite_admin_ext.validation import Schemas
 
 from .conftest import Harness, make_config, make_host_app
@@ -369,3 +373,127 @@ async def test_broadcast_resumed_after_a_killed_worker_sends_nobody_twice(
     assert _recipients(standin) == expected  # everyone once, nobody twice
     assert (done["status"], done["done"], done["failed"], done["total"]) == (
         "complete", 14, 0, 14)
+
+
+def _rooms_path(room_id: str, tail: str = "") -> str:
+    return f"/_synapse/admin/v2/rooms/{quote(room_id, safe='')}{tail}"
+
+
+async def test_room_deletion_is_dendrites_evacuate_then_purge(
+        aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path,
+        dendrite_url: str, standin: DendriteStandIn,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(homeserver, "RETRY_S", 0.01)
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    kept, broken = f"!kept:{SERVER}", f"!broken:{SERVER}"
+    standin.rooms[kept] = [ALICE]
+    standin.rooms[broken] = [ALICE]
+    resp = await h.client.delete(_rooms_path(ROOM), headers=AUTH, json={})
+    assert resp.status == 200
+    delete_id = (await resp.json())["delete_id"]
+    job = await _wait_job(h, delete_id)
+    assert (job["status"], job["done"], job["total"]) == ("complete", 2, 2)
+    # Dendrite's purge does not evacuate: evacuateRoom first, then purgeRoom
+    assert [c for c in standin.calls if ROOM in c[1]] == [
+        ("POST", f"/_dendrite/admin/evacuateRoom/{ROOM}"),
+        ("POST", f"/_dendrite/admin/purgeRoom/{ROOM}")]
+    assert ROOM not in standin.rooms
+    status = await (await h.client.get(
+        f"/_synapse/admin/v2/rooms/delete_status/{delete_id}", headers=AUTH)).json()
+    assert status == {"delete_id": delete_id, "room_id": ROOM, "status": "complete",
+                      "shutdown_room": {"kicked_users": [ALICE, f"@bob:{SERVER}"],
+                                        "failed_to_kick_users": [], "local_aliases": [],
+                                        "new_room_id": None}}
+    by_room = await (await h.client.get(_rooms_path(ROOM, "/delete_status"),
+                                        headers=AUTH)).json()
+    assert [r["delete_id"] for r in by_room["results"]] == [delete_id]
+
+    # purge false: evacuated only
+    resp = await h.client.delete(_rooms_path(kept), headers=AUTH, json={"purge": False})
+    job = await _wait_job(h, (await resp.json())["delete_id"])
+    assert job["status"] == "complete" and standin.rooms[kept] == []
+    assert ("POST", f"/_dendrite/admin/purgeRoom/{kept}") not in standin.calls
+    # a room Dendrite does not know: nothing to do, as Synapse's deletion of one
+    gone = f"!gone:{SERVER}"
+    resp = await h.client.delete(_rooms_path(gone), headers=AUTH, json={})
+    job = await _wait_job(h, (await resp.json())["delete_id"])
+    assert (job["status"], job["done"]) == ("complete", 0)
+    assert ("POST", f"/_dendrite/admin/purgeRoom/{gone}") not in standin.calls
+    # Dendrite failing: tried again, then the job fails with this API's message
+    standin.broken.add(broken)
+    resp = await h.client.delete(_rooms_path(broken), headers=AUTH, json={})
+    delete_id = (await resp.json())["delete_id"]
+    job = await _wait_job(h, delete_id)
+    assert job["status"] == "failed" and job["error"] == messages.HOMESERVER_FAILED
+    calls = [c for c in standin.calls if c[1].endswith(broken)]
+    assert len(calls) == homeserver.ATTEMPTS
+    status = await (await h.client.get(
+        f"/_synapse/admin/v2/rooms/delete_status/{delete_id}", headers=AUTH)).json()
+    assert (status["status"], status["error"]) == ("failed", messages.HOMESERVER_FAILED)
+
+    # What Dendrite's admin API cannot do is refused, and nothing is scheduled.
+    before = (len(standin.calls), await h.storage.list_jobs(
+        kind=None, status=None, target=None, before_seq=None, limit=100))
+    for body, params, text in (
+            ({"block": True}, {}, messages.BLOCK_BESIDE_DENDRITE),
+            ({"new_room_user_id": ALICE}, {}, messages.NEW_ROOM_BESIDE_DENDRITE),
+            ({}, {"dry_run": "true"}, messages.DRY_RUN_BESIDE_DENDRITE)):
+        resp = await h.client.delete(_rooms_path(kept), headers=AUTH, json=body,
+                                     params=params)
+        assert resp.status == 400
+        assert await resp.json() == {"errcode": "M_INVALID_PARAM", "error": text}
+    after = (len(standin.calls), await h.storage.list_jobs(
+        kind=None, status=None, target=None, before_seq=None, limit=100))
+    assert after == before
+    # the room list stays Dendrite's business (not served from this package's tables)
+    resp = await h.client.get("/_synapse/admin/v1/rooms", headers=AUTH)
+    assert (resp.status, (await resp.json())["errcode"]) == (404, "M_UNRECOGNIZED")
+
+
+async def test_purge_room_is_dendrites_purge(aiohttp_client: Any, schemas: Schemas,
+                                             db: DendriteDb, tmp_path: Path,
+                                             dendrite_url: str,
+                                             standin: DendriteStandIn) -> None:
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    path = f"/_dendrite/admin/purgeRoom/{ROOM}"
+    resp = await h.client.post(path, headers=AUTH)
+    assert (resp.status, await resp.json()) == (200, {})
+    # as Dendrite's own purgeRoom: no evacuation first
+    assert [c for c in standin.calls if ROOM in c[1]] == [("POST", path)]
+    assert ROOM not in standin.rooms
+    resp = await h.client.post(path, headers=AUTH)  # Dendrite's 500 "does not exist"
+    assert resp.status == 404 and (await resp.json())["errcode"] == "M_NOT_FOUND"
+    before = len(standin.calls)
+    resp = await h.client.post("/_dendrite/admin/purgeRoom/not-a-room", headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["errcode"] == "M_INVALID_PARAM"
+    assert len(standin.calls) == before  # checked here first
+    log = await (await h.client.get("/_dendrite/admin/auditLog", headers=AUTH)).json()
+    assert [(e["action"], e["outcome"]) for e in log["entries"]][:3] == [
+        ("purgeRoom", "M_INVALID_PARAM"), ("purgeRoom", "M_NOT_FOUND"), ("purgeRoom", "ok")]
+
+
+async def test_room_deletion_resumed_after_a_killed_worker(
+        aiohttp_client: Any, schemas: Schemas, db: DendriteDb, tmp_path: Path,
+        dendrite_url: str, standin: DendriteStandIn) -> None:
+    """A worker that evacuated and recorded it, then died: the next one purges only."""
+    h = await _harness(aiohttp_client, schemas, db, tmp_path, dendrite_url)
+    assert h.ctx.jobs is not None
+    await h.ctx.jobs.stop()
+    resp = await h.client.delete(_rooms_path(ROOM), headers=AUTH, json={})
+    delete_id = (await resp.json())["delete_id"]
+    now = h.ctx.clock()
+    claimed = await h.storage.claim_job("dead", now - 10_000, 1000, (ROOM_DELETE,))
+    assert claimed is not None and claimed.job_id == delete_id
+    parted = await h.ctx.homeserver.evacuate_room(ROOM)  # type: ignore[union-attr]
+    run = JobRun(h.ctx, claimed, "dead", None, 0, 0)
+    await run.step(JobStep('{"phase": "purge"}', done=len(parted), total=len(parted),
+                           items=tuple(parted), result={"exists": True}))
+    runner = JobRunner(h.ctx, {ROOM_DELETE: run_room_delete}, lease_ms=60_000,
+                       poll_interval_s=1, worker_id="b")
+    assert await runner.run_once()
+    evacuations = [c for c in standin.calls if c[1].startswith("/_dendrite/admin/evac")]
+    assert len(evacuations) == 1 and ROOM not in standin.rooms
+    status = await (await h.client.get(
+        f"/_synapse/admin/v2/rooms/delete_status/{delete_id}", headers=AUTH)).json()
+    assert status["status"] == "complete"
+    assert status["shutdown_room"]["kicked_users"] == [ALICE, f"@bob:{SERVER}"]
