@@ -94,9 +94,16 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("rooms", "endpoints.rooms",
             lambda c: c.endpoints.rooms and c.database.shared_with is None,
             (AccountStore, RoomStore, RoomDirectoryStore, JobStore)),
-    # A server notice to every local user, as a durable job.
+    # What changes rooms among them, as durable jobs, and the jobs endpoints: room
+    # deletion, delete status, purgeRoom.  Beside Dendrite they are made by Dendrite's
+    # own admin API (homeserver.url; services/room_admin.py).
+    Feature("room_changes", "endpoints.rooms",
+            lambda c: c.endpoints.rooms and rooms_changeable(c),
+            (AccountStore, RoomStore, RoomDirectoryStore, JobStore)),
+    # A server notice to every local user, as a durable job.  Beside Dendrite each
+    # notice is sent by Dendrite's own send_server_notice (homeserver.url).
     Feature("broadcast", "server_notices.enabled",
-            lambda c: c.server_notices.enabled and c.database.shared_with is None,
+            lambda c: c.server_notices.enabled and rooms_changeable(c),
             (AccountStore, RoomStore, ServerNoticeStore, JobStore, BroadcastStore)),
 )}
 

@@ -167,6 +167,11 @@ HOMESERVER_FAILED = "The homeserver failed, try again shortly"
 DEACTIVATION_NEEDS_HOMESERVER = ("Beside Dendrite, deactivation parts the user from "
                                  "Dendrite's rooms through its admin API: set homeserver.url")
 
+BLOCK_BESIDE_DENDRITE = ("block is not available beside Dendrite: its admin API cannot "
+                         "block a room; delete it without block")
+NEW_ROOM_BESIDE_DENDRITE = ("new_room_user_id is not available beside Dendrite: its "
+                            "admin API cannot create the new room")
+
 DRY_RUN_BESIDE_DENDRITE = ("dry_run is not available beside Dendrite: its admin API "
                            "cannot preview an evacuation")
 

@@ -10,7 +10,13 @@
   (``util.MessageResponse``, no errcode);
 * purgeRoom answers 500 ``{"message": "room … does not exist"}`` for an unknown room and
   500 ``{"message"}`` for a malformed ID, ``{}`` when done;
-* send_server_notice POST, and PUT with a txnId remembered per access token.
+* send_server_notice POST, and PUT with a txnId remembered per access token (in
+  memory, as Dendrite's transactions cache: :meth:`DendriteStandIn.restart` forgets
+  them).
+
+``hold_after`` holds notices beyond that many until ``release`` is set, to kill a
+worker in the middle of a page; held notices then fail (``fail_held``) as if Dendrite
+had died with them.
 """
 
 from __future__ import annotations
@@ -49,6 +55,14 @@ class DendriteStandIn:
     # Rooms whose evacuation fails inside Dendrite (500 {"message"}).
     broken: set[str] = field(default_factory=set)
     delay_s: float = 0.0
+    hold_after: int | None = None
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    held: int = 0
+    fail_held: bool = False
+
+    def restart(self) -> None:
+        """Dendrite restarted: its transactions cache is empty."""
+        self.txns.clear()
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -93,6 +107,8 @@ class DendriteStandIn:
         room_id = request.match_info["room_id"]
         if not room_id.startswith("!") or ":" not in room_id:
             return _message(500, f"invalid room ID {room_id!r}")
+        if room_id in self.broken:
+            return _message(500, "failed to purge room: database is locked")
         if room_id not in self.rooms:
             return _message(500, f"room {room_id} does not exist")
         del self.rooms[room_id]
@@ -104,6 +120,11 @@ class DendriteStandIn:
         token = request.headers["Authorization"]
         if txn_id is not None and (token, txn_id) in self.txns:
             return web.json_response({"event_id": self.txns[(token, txn_id)]})
+        if self.hold_after is not None and len(self.notices) >= self.hold_after:
+            self.held += 1
+            await self.release.wait()
+            if self.fail_held:
+                return _message(500, "failed to send server notice: context canceled")
         event_id = "$" + secrets.token_urlsafe(16)
         self.notices.append(body)
         if txn_id is not None:

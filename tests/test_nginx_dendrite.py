@@ -47,6 +47,10 @@ def test_paths_reach_the_side_the_readme_says(tmp_path: Path) -> None:
                         ("GET", f"/_dendrite/admin/evacuateUser/{user}"),
                         ("POST", f"/_dendrite/admin/resetPassword/{user}"),
                         ("GET", "/_dendrite/admin/auditLog"),
+                        ("POST", f"/_dendrite/admin/purgeRoom/{room}"),
+                        ("POST", "/_dendrite/admin/broadcastServerNotice"),
+                        ("GET", "/_dendrite/admin/jobs"),
+                        ("DELETE", f"/_synapse/admin/v2/rooms/{room}"),
                         ("GET", "/_dendrite/admin/health"),
                         ("POST", "/_synapse/admin/v1/send_server_notice"),
                         ("GET", f"/_synapse/admin/v1/whois/{user}"),
@@ -54,7 +58,6 @@ def test_paths_reach_the_side_the_readme_says(tmp_path: Path) -> None:
                         ("GET", f"/_matrix/client/v3/admin/whois/{user}")):
                     assert side(method, path) == "package", path
                 for method, path in (
-                        ("POST", f"/_dendrite/admin/purgeRoom/{room}"),
                         ("GET", "/_dendrite/admin/registrationTokens"),
                         ("GET", "/_dendrite/admin/fulltext/reindex"),
                         ("GET", "/_synapse/admin/v1/register"),

@@ -14,7 +14,7 @@ from ..errors import InvalidParam, NotFound
 from ..identifiers import parse_room_id
 from ..query_params import bool_param, int_param
 from ..responses import json_response
-from ..services import room_admin
+from ..services import homeserver, room_admin
 from ..services.jobs import submit_job
 from ..storage.types import ROOM_ORDERS, Job, RoomListQuery
 from .users import local_user
@@ -166,7 +166,10 @@ async def purge_room(request: web.Request) -> web.Response:
     """Dendrite's ``purgeRoom`` → ``{}``, with Matrix errors where Dendrite answers 500:
     malformed ID 400 ``M_INVALID_PARAM``, unknown room 404 ``M_NOT_FOUND``."""
     ctx = get_context(request)
-    await room_admin.purge_room(ctx, _room(request))
+    if ctx.homeserver is not None:  # beside Dendrite: Dendrite's purge (SPEC 8)
+        await homeserver.purge_room(ctx, _room(request))
+    else:
+        await room_admin.purge_room(ctx, _room(request))
     return json_response({})
 
 
@@ -187,6 +190,14 @@ async def delete_room(request: web.Request) -> web.Response:
     room_id = _room(request)
     body = await ctx.read_body(request)
     new_owner = body.get("new_room_user_id")
+    if ctx.homeserver is not None:
+        # Beside Dendrite (SPEC 8): only what Dendrite's admin API can do.
+        if body.get("block"):
+            raise InvalidParam(messages.BLOCK_BESIDE_DENDRITE)
+        if new_owner is not None:
+            raise InvalidParam(messages.NEW_ROOM_BESIDE_DENDRITE)
+        if dry_run(request):
+            raise InvalidParam(messages.DRY_RUN_BESIDE_DENDRITE)
     if new_owner is not None:
         owner = local_user(new_owner, ctx.config.server_name)
         if await ctx.storage.get_account(owner) is None:

@@ -31,6 +31,7 @@ from ..errors import NotFound
 from ..events import ROOM_VERSION
 from ..identifiers import UserID
 from ..storage.types import Job, JobStep, Member, MembershipChange, NewRoom, RoomSummary
+from . import homeserver
 from .evacuation import BATCH_SIZE, member_content, room_lock_key, run_to_completion
 from .jobs import JobRun
 
@@ -115,6 +116,8 @@ async def run_room_delete(run: JobRun) -> Mapping[str, Any]:
     """The :data:`ROOM_DELETE` job (module docstring); params: room_id, block, purge,
     message, room_name, new_room_user_id, requester."""
     ctx, job = run.ctx, run.job
+    if ctx.homeserver is not None:  # beside Dendrite: Dendrite's rooms (SPEC 8)
+        return await homeserver.run_room_delete(run)
     params = job.params
     room_id: str = params["room_id"]
     state = json.loads(run.cursor) if run.cursor else {"phase": "start", "after": None}
