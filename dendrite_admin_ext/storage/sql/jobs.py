@@ -46,16 +46,24 @@ class SqlJobs(SqlBase):
     :class:`~..protocols.broadcast.BroadcastStore`."""
 
     async def create_job(self, job: Job, *, exclusive: bool = False) -> bool:
-        # An exclusive job holds a unique key while unfinished (schema v6): the index,
-        # not a read before the insert, decides between two requests at once.
-        key = f"{job.kind}\n{job.target or ''}" if exclusive else None
-        count = await self._run(insert_rows(
+        return await self._run(self._create_job(job, exclusive), write=True)
+
+    @staticmethod
+    def _create_job(job: Job, exclusive: bool) -> Op[bool]:
+        if exclusive:
+            # The lock row's primary key, not a read before the insert, decides between
+            # two requests at once (schema v6); it goes when the job ends.
+            res = yield Stmt("INSERT INTO dendrite_admin_job_locks (lock_key, job_id)"
+                             " VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                             (f"{job.kind}\n{job.target or ''}", job.job_id))
+            if res.rowcount != 1:
+                return False
+        yield from insert_rows(
             "INSERT INTO dendrite_admin_jobs (job_id, kind, target, params, status,"
-            " created_ts, total, done, failed, cursor, result, exclusive_key)", 12,
+            " created_ts, total, done, failed, cursor, result)", 11,
             [(job.job_id, job.kind, job.target, dumps(dict(job.params)), "scheduled",
-              job.created_ts, job.total, 0, 0, job.cursor, dumps(dict(job.result)), key)],
-            "ON CONFLICT DO NOTHING"), write=True)
-        return count == 1
+              job.created_ts, job.total, 0, 0, job.cursor, dumps(dict(job.result)))])
+        return True
 
     async def get_job(self, job_id: str) -> Job | None:
         row = await self._run(one(f"SELECT {_JOB_COLUMNS} FROM dendrite_admin_jobs"  # noqa: S608
@@ -149,9 +157,9 @@ class SqlJobs(SqlBase):
         if not res.rows:
             return False
         merged = {**json.loads(res.rows[0][0]), **result}
+        yield Stmt("DELETE FROM dendrite_admin_job_locks WHERE job_id = %s", (job_id,))
         yield Stmt("UPDATE dendrite_admin_jobs SET status = %s, error = %s,"
-                   " finished_ts = %s, result = %s, lease_expires_ts = NULL,"
-                   " exclusive_key = NULL"
+                   " finished_ts = %s, result = %s, lease_expires_ts = NULL"
                    " WHERE job_id = %s", (status, error, now, dumps(merged), job_id))
         return True
 
@@ -160,8 +168,11 @@ class SqlJobs(SqlBase):
 
     @staticmethod
     def _cancel(job_id: str, now: int) -> Op[Job | None]:
+        yield Stmt("DELETE FROM dendrite_admin_job_locks WHERE job_id = %s AND job_id IN"
+                   " (SELECT job_id FROM dendrite_admin_jobs"
+                   " WHERE status IN ('scheduled', 'active'))", (job_id,))
         yield Stmt("UPDATE dendrite_admin_jobs SET status = 'cancelled', finished_ts = %s,"
-                   " lease_expires_ts = NULL, exclusive_key = NULL"
+                   " lease_expires_ts = NULL"
                    " WHERE job_id = %s AND status IN ('scheduled', 'active')", (now, job_id))
         res = yield Stmt(f"SELECT {_JOB_COLUMNS} FROM dendrite_admin_jobs"  # noqa: S608
                          " WHERE job_id = %s", (job_id,))

@@ -569,12 +569,15 @@ _V6 = Migration(
     6,
     "Jobs: one unfinished exclusive job per kind and target",
     statements=(
-        # Set while an exclusive job (a room's deletion) is scheduled or active, NULL
-        # otherwise: the unique index decides between two requests (two workers) at
-        # once, where reading for an unfinished job first let both through.
-        "ALTER TABLE dendrite_admin_jobs ADD COLUMN exclusive_key TEXT",
-        """CREATE UNIQUE INDEX IF NOT EXISTS dendrite_admin_jobs_exclusive_idx
-            ON dendrite_admin_jobs (exclusive_key)""",
+        # A row while an exclusive job (a room's deletion) is scheduled or active,
+        # written with the job and deleted when it ends: the primary key decides
+        # between two requests (two workers) at once, where reading for an unfinished
+        # job first let both through.  A table of its own, so the migration stays
+        # idempotent (SQLite has no ADD COLUMN IF NOT EXISTS).
+        """CREATE TABLE IF NOT EXISTS dendrite_admin_job_locks (
+            lock_key TEXT NOT NULL PRIMARY KEY,
+            job_id TEXT NOT NULL UNIQUE
+        )""",
     ),
 )
 
