@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..context import AdminContext
@@ -69,8 +69,6 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
         return await _run_beside_dendrite(run, ctx.homeserver)
     params = job.params
     system = system_user(ctx)
-    after = None if run.cursor is None else UserID(run.cursor, ctx.config.server_name)
-    batch = ctx.config.jobs.batch_size
     gate = asyncio.Semaphore(IN_FLIGHT)
     event_type = str(params.get("type") or "m.room.message")
     content = dict(params["content"])
@@ -92,6 +90,34 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
 
     # Optional (the shipped SQL backends have it): first notices of a page in bulk.
     bulk: Any = getattr(ctx.storage, "send_first_notices", None)
+
+    async def send_page(targets: list[UserID]) -> list[bool]:
+        first: Mapping[UserID, str] = {}
+        if bulk is not None and targets:
+            # Users without a notices room yet get room and notice in one go.
+            await ensure_system_user(ctx)
+            first = await bulk(
+                targets, notice_room_template(ctx, system), tag=SERVER_NOTICE_TAG,
+                auto_join=ctx.config.server_notices.auto_join, event_type=event_type,
+                content=content, txn_device=f"broadcast:{job.job_id}",
+                txn_ts=ctx.clock())
+        return [True] * len(first) + list(await asyncio.gather(
+            *(notify(u) for u in targets if u not in first)))
+
+    return await _page_through(run, send_page)
+
+
+async def _page_through(run: JobRun,
+                        send_page: Callable[[list[UserID]], Awaitable[list[bool]]]
+                        ) -> Mapping[str, Any]:
+    """The recipients page by page from the job's cursor (the notices user left out),
+    each page sent by ``send_page`` (True per user notified) and recorded as one step;
+    a page the storage could not finish is tried again (what it sent is recorded with
+    its key, so nobody gets it twice)."""
+    ctx, job, params = run.ctx, run.job, run.job.params
+    system = system_user(ctx)
+    after = None if run.cursor is None else UserID(run.cursor, ctx.config.server_name)
+    batch = ctx.config.jobs.batch_size
     while True:
         users = await ctx.storage.get_notice_recipients(
             ctx.config.server_name, after=after, limit=batch,
@@ -101,20 +127,8 @@ async def run_broadcast(run: JobRun) -> Mapping[str, Any]:
             break
         targets = [u for u in users if u != system]
         try:
-            first: Mapping[UserID, str] = {}
-            if bulk is not None and targets:
-                # Users without a notices room yet get room and notice in one go.
-                await ensure_system_user(ctx)
-                first = await bulk(
-                    targets, notice_room_template(ctx, system), tag=SERVER_NOTICE_TAG,
-                    auto_join=ctx.config.server_notices.auto_join, event_type=event_type,
-                    content=content, txn_device=f"broadcast:{job.job_id}",
-                    txn_ts=ctx.clock())
-            sent = [True] * len(first) + list(await asyncio.gather(
-                *(notify(u) for u in targets if u not in first)))
+            sent = await send_page(targets)
         except StorageUnavailableError:
-            # Notices already sent in this page are recorded with their keys: the
-            # retry sends only the others.
             log.warning("job %s: storage unavailable; retrying the page", job.job_id)
             await asyncio.sleep(1.0)
             continue
@@ -133,8 +147,6 @@ async def _run_beside_dendrite(run: JobRun, client: DendriteClient) -> Mapping[s
     ctx, job = run.ctx, run.job
     params = job.params
     system = system_user(ctx)
-    after = None if run.cursor is None else UserID(run.cursor, ctx.config.server_name)
-    batch = ctx.config.jobs.batch_size
     gate = asyncio.Semaphore(DENDRITE_IN_FLIGHT)
     event_type = str(params.get("type") or "m.room.message")
     content = dict(params["content"])
@@ -167,28 +179,10 @@ async def _run_beside_dendrite(run: JobRun, client: DendriteClient) -> Mapping[s
                 await record(key, event_id, ctx.clock())
             return True
 
-    while True:
-        users = await ctx.storage.get_notice_recipients(
-            ctx.config.server_name, after=after, limit=batch,
-            user_id_prefix=params.get("user_id_prefix"), admins=params.get("admins"),
-            not_user_types=tuple(params.get("not_user_type") or ()))
-        if not users:
-            break
-        targets = [u for u in users if u != system]
-        try:
-            sent = await asyncio.gather(*(notify(u) for u in targets))
-        except StorageUnavailableError:
-            # Notices already sent in this page are recorded: the retry skips them.
-            log.warning("job %s: storage unavailable; retrying the page", job.job_id)
-            await asyncio.sleep(1.0)
-            continue
-        ok = sum(sent)
-        after = users[-1]
-        await run.step(JobStep(after.localpart, done=ok, failed=len(targets) - ok))
-        if len(users) < batch:
-            break
-    await run.step(JobStep(run.cursor, total=run.done + run.failed))
-    return {"recipients": run.done + run.failed}
+    async def send_page(targets: list[UserID]) -> list[bool]:
+        return list(await asyncio.gather(*(notify(u) for u in targets)))
+
+    return await _page_through(run, send_page)
 
 
 def broadcast_params(ctx: AdminContext, body: Mapping[str, Any]) -> dict[str, Any]:
