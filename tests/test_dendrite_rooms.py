@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from dendrite_admin_ext.config import ConfigError
+from dendrite_admin_ext.storage.sql.ops import Op, Stmt
 from dendrite_admin_ext.validation import Schemas
 
 from .conftest import Harness, make_config
@@ -155,6 +156,24 @@ async def test_the_room_list_reads_dendrites_rooms(
 
     # nothing of Dendrite's changed: rows, schema, journal mode
     assert (roomserver.table_rows(), roomserver.catalogue(), userapi.catalogue()) == before
+
+
+async def test_the_readers_connection_cannot_write(
+        h: Harness, dbs: tuple[DendriteDb, DendriteDb]) -> None:
+    """Read-only by the database's own rule, not only by the statements sent."""
+    _, roomserver = dbs
+    before = roomserver.table_rows()
+    reader = h.ctx.dendrite_rooms
+    assert reader is not None
+
+    def delete() -> Op[int]:
+        res = yield Stmt("DELETE FROM roomserver_membership")
+        return res.rowcount
+
+    with pytest.raises(Exception, match=r"(?i)read.only|readonly"):
+        await reader._db._run(delete(), write=False)
+    assert roomserver.table_rows() == before
+    assert (await _get(h, ROOMS))[1]["total_rooms"] == 4  # and it still reads
 
 
 async def test_what_dendrites_tables_cannot_answer_is_refused(h: Harness) -> None:

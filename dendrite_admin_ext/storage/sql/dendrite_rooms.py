@@ -184,15 +184,27 @@ class DendriteRoomReader:
 def room_reader(db: DatabaseConfig, roomserver_database: str | None) -> DendriteRoomReader:
     """A reader of Dendrite's roomserver tables in ``roomserver_database`` (an SQLite
     file or a DSN, by ``db.backend``), or in the database ``db`` itself when None.  Its
-    connection is its own: one SQLite connection on a worker thread (the file keeps
-    Dendrite's journal mode), or a PostgreSQL pool of two."""
+    connection is its own and read-only by the database's own rule: SQLite's
+    ``query_only`` on one connection on a worker thread (the file keeps Dendrite's
+    journal mode), PostgreSQL's ``default_transaction_read_only`` on a pool of two."""
     if db.backend == "sqlite":
         from ..sqlite import SqliteStorage
 
+        class ReadOnlySqlite(SqliteStorage):
+            def _open_sync(self) -> None:
+                super()._open_sync()
+                assert self._conn is not None
+                # A setting of this connection only, not of the file.
+                self._conn.execute("PRAGMA query_only = ON")
+
         path = roomserver_database or str(db.path)
-        return DendriteRoomReader(SqliteStorage(
+        return DendriteRoomReader(ReadOnlySqlite(
             path, busy_timeout=db.connect_timeout, shared_with=db.shared_with), path)
     from ..postgres import PostgresStorage
+
+    class ReadOnlyPostgres(PostgresStorage):
+        def _options(self) -> str:
+            return f"{super()._options()} -c default_transaction_read_only=on"
 
     dsn = roomserver_database or db.dsn
     if not dsn:
@@ -200,6 +212,6 @@ def room_reader(db: DatabaseConfig, roomserver_database: str | None) -> Dendrite
     # The DSN may hold a password: named by its key only.
     where = ("homeserver.roomserver_database" if roomserver_database
              else "the database of database.dsn")
-    return DendriteRoomReader(PostgresStorage(
+    return DendriteRoomReader(ReadOnlyPostgres(
         dsn, pool_size=2, connect_timeout=db.connect_timeout,
         statement_timeout=db.statement_timeout, shared_with=db.shared_with), where)
