@@ -179,9 +179,9 @@ DRY_RUN_BESIDE_DENDRITE = ("dry_run is not available beside Dendrite: its admin 
                            "cannot preview an evacuation")
 
 # The room list beside Dendrite reads only its roomserver's room and membership tables.
-ROOM_FILTER_BESIDE_DENDRITE = ("search_term, public_rooms and empty_rooms are not "
-                               "available beside Dendrite: the room list reads Dendrite's "
-                               "rooms and memberships, not their state")
+ROOM_FILTER_BESIDE_DENDRITE = ("search_term and public_rooms are not available beside "
+                               "Dendrite: the room list reads Dendrite's rooms and "
+                               "memberships, not their state")
 
 
 def room_order_beside_dendrite(allowed: list[str]) -> str:

@@ -141,6 +141,12 @@ async def test_the_room_list_reads_dendrites_rooms(
     assert [r["room_id"] for r in body["rooms"]] == [ROOM_B, ROOM_C]
     _, body = await _get(h, ROOMS, **{"from": "10"})
     assert body["rooms"] == [] and body["total_rooms"] == 4
+    # Synapse's empty_rooms: nobody joined
+    _, body = await _get(h, ROOMS, empty_rooms="true")
+    assert [r["room_id"] for r in body["rooms"]] == [ROOM_D] and body["total_rooms"] == 1
+    _, body = await _get(h, ROOMS, empty_rooms="false", order_by="size", limit="2")
+    assert [r["room_id"] for r in body["rooms"]] == [ROOM_A, ROOM_B]
+    assert body["total_rooms"] == 3 and body["next_batch"] == 2
 
     # details and members
     status, body = await _get(h, f"{ROOMS}/{ROOM_A}")
@@ -178,7 +184,7 @@ async def test_the_readers_connection_cannot_write(
 
 async def test_what_dendrites_tables_cannot_answer_is_refused(h: Harness) -> None:
     for params in ({"order_by": "state_events"}, {"order_by": "canonical_alias"},
-                   {"search_term": "a"}, {"public_rooms": "true"}, {"empty_rooms": "false"}):
+                   {"search_term": "a"}, {"public_rooms": "true"}):
         status, body = await _get(h, ROOMS, **params)
         assert (status, body["errcode"]) == (400, "M_INVALID_PARAM"), params
         assert "beside dendrite" in body["error"].lower()

@@ -77,9 +77,10 @@ async def list_rooms(request: web.Request) -> web.Response:
     reverse = (direction == "b") != (order in _LARGEST_FIRST)
     if ctx.dendrite_rooms is not None:  # beside Dendrite: its tables, read-only (SPEC 8)
         dendrite_rooms.check_list_query(order, filtered=any(
-            key in request.query for key in ("search_term", "public_rooms", "empty_rooms")))
+            key in request.query for key in ("search_term", "public_rooms")))
         return json_response(await dendrite_rooms.room_list(
-            ctx.dendrite_rooms, order, reverse=reverse, offset=start, limit=limit))
+            ctx.dendrite_rooms, order, reverse=reverse, offset=start, limit=limit,
+            empty=bool_param(request, "empty_rooms", None)))
     query = RoomListQuery(
         order_by=order, reverse=reverse,
         offset=start, limit=limit, search_term=search,

@@ -8,7 +8,8 @@ and ``joined_local_members``.  Every key Synapse takes from room state (``name``
 ``history_visibility``, ``room_type``, ``avatar``, ``topic``, ``state_events``,
 ``joined_local_devices``, ``replacement_room``) is null, ``federatable`` and ``public``
 are null too, not guessed.  Orders: :data:`DENDRITE_ROOM_ORDERS` (``name`` is the room
-ID's order); others and the state filters are 400 ``M_INVALID_PARAM``.
+ID's order); others, and the filters that need state (``search_term``,
+``public_rooms``), are 400 ``M_INVALID_PARAM``; ``empty_rooms`` is served.
 """
 
 from __future__ import annotations
@@ -45,12 +46,13 @@ def _room_json(room: DendriteRoom) -> dict[str, Any]:
 
 
 async def room_list(reader: DendriteRoomReader, order_by: str, *, reverse: bool,
-                    offset: int, limit: int) -> dict[str, Any]:
+                    offset: int, limit: int, empty: bool | None = None) -> dict[str, Any]:
     """``{"offset", "rooms", "total_rooms", "next_batch"?, "prev_batch"?}`` (Synapse's
     rooms.py; integer batches), the page read by one statement and the total by
-    another."""
-    total = await reader.count_rooms()
-    rooms = await reader.list_rooms(order_by, reverse=reverse, offset=offset, limit=limit)
+    another; ``empty``: Synapse's ``empty_rooms`` (no joined member), None = all."""
+    total = await reader.count_rooms(empty=empty)
+    rooms = await reader.list_rooms(order_by, reverse=reverse, offset=offset, limit=limit,
+                                    empty=empty)
     body: dict[str, Any] = {"offset": offset, "rooms": [_room_json(r) for r in rooms],
                             "total_rooms": total}
     if offset + limit < total:

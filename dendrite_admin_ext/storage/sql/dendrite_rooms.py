@@ -92,15 +92,23 @@ def _tables_found_pg() -> Op[bool]:
     return int(res.rows[0].n) == len(_TABLES)
 
 
-def _count_rooms() -> Op[int]:
-    res = yield Stmt("SELECT COUNT(*) AS n FROM roomserver_rooms")
+# Synapse's empty_rooms filter: a room is empty when nobody is joined.
+_EMPTY = {None: "", True: " HAVING COUNT(m.room_nid) = 0", False: " HAVING COUNT(m.room_nid) > 0"}
+
+
+def _count_rooms(empty: bool | None) -> Op[int]:
+    if empty is None:
+        res = yield Stmt("SELECT COUNT(*) AS n FROM roomserver_rooms")
+    else:
+        rooms = f"{_ROOMS}{_GROUP}{_EMPTY[empty]}"  # fixed fragments, no input
+        res = yield Stmt(f"SELECT COUNT(*) AS n FROM ({rooms}) t")  # noqa: S608
     return int(res.rows[0].n)
 
 
-def _list_rooms(order_by: str, reverse: bool, offset: int, limit: int
+def _list_rooms(order_by: str, reverse: bool, offset: int, limit: int, empty: bool | None
                 ) -> Op[list[DendriteRoom]]:
     order = DENDRITE_ROOM_ORDERS[order_by][1 if reverse else 0]
-    res = yield Stmt(f"{_ROOMS}{_GROUP} ORDER BY {order} LIMIT %s OFFSET %s",
+    res = yield Stmt(f"{_ROOMS}{_GROUP}{_EMPTY[empty]} ORDER BY {order} LIMIT %s OFFSET %s",
                      (limit, offset))
     return [_room(r) for r in res.rows]
 
@@ -156,17 +164,19 @@ class DendriteRoomReader:
         if not await self._tables_found():
             raise Unrecognized(messages.roomserver_tables_missing(self._where))
 
-    async def count_rooms(self) -> int:
-        """How many rooms Dendrite knows (every row of ``roomserver_rooms``)."""
+    async def count_rooms(self, *, empty: bool | None = None) -> int:
+        """How many rooms Dendrite knows (rows of ``roomserver_rooms``); with
+        ``empty``, only those nobody is joined to (True) or the others (False)."""
         await self._ready()
-        return await self._db._run(_count_rooms(), write=False)
+        return await self._db._run(_count_rooms(empty), write=False)
 
-    async def list_rooms(self, order_by: str, *, reverse: bool, offset: int, limit: int
-                         ) -> list[DendriteRoom]:
+    async def list_rooms(self, order_by: str, *, reverse: bool, offset: int, limit: int,
+                         empty: bool | None = None) -> list[DendriteRoom]:
         """A page of rooms in ``order_by`` (a key of :data:`DENDRITE_ROOM_ORDERS`;
-        ascending, or descending with ``reverse``; ties by room ID ascending)."""
+        ascending, or descending with ``reverse``; ties by room ID ascending),
+        filtered by ``empty`` as :meth:`count_rooms`."""
         await self._ready()
-        return await self._db._run(_list_rooms(order_by, reverse, offset, limit),
+        return await self._db._run(_list_rooms(order_by, reverse, offset, limit, empty),
                                    write=False)
 
     async def get_room(self, room_id: str) -> DendriteRoom | None:
