@@ -136,9 +136,12 @@ class DendriteRoomReader:
     backend used only for its connection: never opened as a storage, so it creates
     and migrates nothing)."""
 
-    def __init__(self, db: SqlBase, where: str) -> None:
+    def __init__(self, db: SqlBase, where: str, *, detail: str = "") -> None:
+        # Where the tables are looked for: the config key (answers), and for the log
+        # the SQLite file too (a DSN is never logged: it may hold a password).
         self._db = db
         self._where = where
+        self._detail = detail
         self._found = False
 
     async def open(self) -> None:
@@ -148,7 +151,8 @@ class DendriteRoomReader:
         appear."""
         await self._db._connect()
         if not await self._tables_found():
-            log.warning("%s", messages.roomserver_tables_missing(self._where))
+            log.warning("%s (%s)", messages.roomserver_tables_missing(self._where),
+                        self._detail or "the configured database")
 
     async def close(self) -> None:
         await self._db._disconnect()
@@ -208,8 +212,11 @@ def room_reader(db: DatabaseConfig, roomserver_database: str | None) -> Dendrite
                 self._conn.execute("PRAGMA query_only = ON")
 
         path = roomserver_database or str(db.path)
+        # Named by its key in answers; the log line adds the file.
+        where = "homeserver.roomserver_database" if roomserver_database else "database.path"
         return DendriteRoomReader(ReadOnlySqlite(
-            path, busy_timeout=db.connect_timeout, shared_with=db.shared_with), path)
+            path, busy_timeout=db.connect_timeout, shared_with=db.shared_with), where,
+            detail=path)
     from ..postgres import PostgresStorage
 
     class ReadOnlyPostgres(PostgresStorage):
@@ -220,8 +227,7 @@ def room_reader(db: DatabaseConfig, roomserver_database: str | None) -> Dendrite
     if not dsn:
         raise ValueError("the postgres backend needs a dsn")
     # The DSN may hold a password: named by its key only.
-    where = ("homeserver.roomserver_database" if roomserver_database
-             else "the database of database.dsn")
+    where = "homeserver.roomserver_database" if roomserver_database else "database.dsn"
     return DendriteRoomReader(ReadOnlyPostgres(
         dsn, pool_size=2, connect_timeout=db.connect_timeout,
         statement_timeout=db.statement_timeout, shared_with=db.shared_with), where)
