@@ -48,6 +48,7 @@ from .services.evacuation import wait_for_running
 from .services.jobs import JobFunction, JobRunner
 from .services.room_admin import ROOM_DELETE, run_room_delete
 from .storage.protocols import AdminStorage, StorageLifecycle
+from .storage.sql.dendrite_rooms import room_reader
 from .validation import Schemas, load_schemas
 
 __all__ = ["setup_admin"]
@@ -127,6 +128,8 @@ def _lifecycle(ctx: AdminContext, manage_storage: bool
         ctx.activity.start()
         if ctx.homeserver is not None:
             await ctx.homeserver.start()
+        if ctx.dendrite_rooms is not None:
+            await ctx.dendrite_rooms.open()
         if ctx.jobs is not None:
             ctx.jobs.start()
         try:
@@ -138,6 +141,8 @@ def _lifecycle(ctx: AdminContext, manage_storage: bool
             await ctx.activity.stop()
             if ctx.homeserver is not None:
                 await ctx.homeserver.close()
+            if ctx.dendrite_rooms is not None:
+                await ctx.dendrite_rooms.close()
             ctx.hasher.close()
             if manage_storage:
                 await ctx.storage.close()
@@ -200,6 +205,8 @@ def setup_admin(
     hs = config.homeserver
     if config.database.shared_with is not None and hs.url and hs.access_token:
         ctx.homeserver = DendriteClient(hs.url, hs.access_token, timeout=hs.timeout)
+    if config.database.shared_with is not None and config.endpoints.rooms:
+        ctx.dendrite_rooms = room_reader(config.database, hs.roomserver_database)
     ctx.jobs = _job_runner(ctx, config)
     routes = enabled_routes(config)
     openapi = build_openapi(config, routes, ctx.schemas)

@@ -198,6 +198,9 @@ class HomeserverConfig:
     url: str | None = None
     access_token: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    # Where Dendrite's roomserver tables are, read (only) for the room list: an SQLite
+    # file or a PostgreSQL DSN, by database.backend.  None: the database itself.
+    roomserver_database: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -383,11 +386,29 @@ def _client_login(raw: Mapping[str, Any]) -> ClientLoginConfig:
     )
 
 
+def _roomserver_database(hs: Mapping[str, Any], database: DatabaseConfig,
+                         rel: Callable[[str], Path]) -> str | None:
+    """``homeserver.roomserver_database`` (SPEC 8): Dendrite keeps each component's
+    database apart if configured so (on SQLite, by default a file each); an SQLite path
+    (relative to the config file; Dendrite's ``file:`` prefix accepted) or a DSN."""
+    value = hs.get("roomserver_database")
+    if value is None:
+        return None
+    if database.shared_with is None:
+        raise ConfigError("Dendrite's roomserver is only read beside it: set "
+                          "database.shared_with too", ("homeserver", "roomserver_database"))
+    if database.backend == "sqlite":
+        return str(rel(value.removeprefix("file:")))
+    return str(value)
+
+
 def _homeserver(hs: Mapping[str, Any], database: DatabaseConfig,
                 rel: Callable[[str], Path]) -> HomeserverConfig:
     url, token_path = hs.get("url"), hs.get("access_token_path")
+    roomserver = _roomserver_database(hs, database, rel)
     if url is None and token_path is None:
-        return HomeserverConfig(timeout=float(hs.get("timeout", 30.0)))
+        return HomeserverConfig(timeout=float(hs.get("timeout", 30.0)),
+                                roomserver_database=roomserver)
     if database.shared_with is None:
         raise ConfigError("the homeserver is only called beside it: set "
                           "database.shared_with too", ("homeserver",))
@@ -398,7 +419,8 @@ def _homeserver(hs: Mapping[str, Any], database: DatabaseConfig,
                           "token of the homeserver", ("homeserver", "access_token_path"))
     token = _read_secret_file(rel(token_path), ("homeserver", "access_token_path"))
     return HomeserverConfig(url=url.rstrip("/"), access_token=token,
-                            timeout=float(hs.get("timeout", 30.0)))
+                            timeout=float(hs.get("timeout", 30.0)),
+                            roomserver_database=roomserver)
 
 
 def load_config(path: str | Path, schemas: Schemas | None = None) -> Config:

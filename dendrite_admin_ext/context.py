@@ -23,6 +23,7 @@ from .validation import Schemas, read_json_body
 if TYPE_CHECKING:
     from .services.client_login import LoginGuard
     from .services.jobs import JobRunner
+    from .storage.sql.dendrite_rooms import DendriteRoomReader
 
 __all__ = ["CONTEXT_KEY", "AdminContext", "KeyedLocks", "RecentChecks", "get_context"]
 
@@ -93,6 +94,9 @@ class AdminContext:
     homeserver: DendriteClient | None = None
     # This worker's runner of durable jobs (SPEC 11); None when no feature uses jobs.
     jobs: JobRunner | None = None
+    # Beside Dendrite: its roomserver tables, read-only, for the room list, details and
+    # members (SPEC 8).  None otherwise: rooms are the storage's.
+    dendrite_rooms: DendriteRoomReader | None = None
 
     async def read_body(self, request: web.Request) -> dict[str, Any]:
         """The request's JSON body: size-checked, parsed, and valid against its route's

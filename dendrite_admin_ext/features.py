@@ -100,6 +100,10 @@ FEATURES: dict[str, Feature] = {f.name: f for f in (
     Feature("room_changes", "endpoints.rooms",
             lambda c: c.endpoints.rooms and rooms_changeable(c),
             (AccountStore, RoomStore, RoomDirectoryStore, JobStore)),
+    # The room list, a room's details and members: beside Dendrite read from its
+    # roomserver tables, read-only (SPEC 8; services/dendrite_rooms.py).
+    Feature("room_reads", "endpoints.rooms", lambda c: c.endpoints.rooms,
+            (AccountStore, RoomStore, RoomDirectoryStore)),
     # A server notice to every local user, as a durable job.  Beside Dendrite each
     # notice is sent by Dendrite's own send_server_notice (homeserver.url).
     Feature("broadcast", "server_notices.enabled",

@@ -21,6 +21,7 @@ __all__ = [
     "DEACTIVATED_AND_LOCKED",
     "DEACTIVATION_NEEDS_HOMESERVER",
     "DRY_RUN_BESIDE_DENDRITE",
+    "ROOM_FILTER_BESIDE_DENDRITE",
     "EMPTY_SEARCH_TERM",
     "EVENT_FIELD_TOO_LONG",
     "EVENT_TOO_LARGE",
@@ -93,6 +94,8 @@ __all__ = [
     "password_too_long",
     "password_too_short",
     "request_timeout",
+    "room_order_beside_dendrite",
+    "roomserver_tables_missing",
     "txn_id_too_long",
     "unknown_registration_token",
     "unknown_room",
@@ -174,6 +177,26 @@ NEW_ROOM_BESIDE_DENDRITE = ("new_room_user_id is not available beside Dendrite: 
 
 DRY_RUN_BESIDE_DENDRITE = ("dry_run is not available beside Dendrite: its admin API "
                            "cannot preview an evacuation")
+
+# The room list beside Dendrite reads only its roomserver's room and membership tables.
+ROOM_FILTER_BESIDE_DENDRITE = ("search_term and public_rooms are not available beside "
+                               "Dendrite: the room list reads Dendrite's rooms and "
+                               "memberships, not their state")
+
+
+def room_order_beside_dendrite(allowed: list[str]) -> str:
+    """400 ``M_INVALID_PARAM``: an order of the room list that needs room state."""
+    return (f"Beside Dendrite the room list can only be ordered by one of {allowed}: "
+            f"names, aliases and other state are Dendrite's and not read here")
+
+
+def roomserver_tables_missing(where: str) -> str:
+    """404 ``M_UNRECOGNIZED`` (and a start-up warning): the room list beside Dendrite
+    finds no roomserver tables where ``homeserver.roomserver_database`` (or
+    ``database``) says (SPEC 8)."""
+    return (f"The room list is not available: Dendrite's roomserver tables were not "
+            f"found in {where}; set homeserver.roomserver_database to the roomserver's "
+            f"database (Dendrite's room_server.database)")
 
 USER_LOCKED = "This account has been locked."
 USER_DEACTIVATED = "This account has been deactivated"

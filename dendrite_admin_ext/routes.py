@@ -228,10 +228,10 @@ ROUTES: list[RouteSpec] = [
               Access.PUBLIC, "users", "This server's name and version (no auth)"),
     # -- room administration and durable jobs (SPEC 11) ---------------------------------
     # The longer paths come before "/v1/rooms/{room_id}": a room ID may hold '/'.
-    RouteSpec(SYNAPSE, "GET", "/v1/rooms", rooms_admin.list_rooms, Access.ADMIN, "rooms",
+    RouteSpec(SYNAPSE, "GET", "/v1/rooms", rooms_admin.list_rooms, Access.ADMIN, "room_reads",
               "List rooms (filters, order, pagination)", query=rooms_admin.ROOM_LIST_QUERY),
     RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/members", rooms_admin.room_members,
-              Access.ADMIN, "rooms", "The users joined to a room"),
+              Access.ADMIN, "room_reads", "The users joined to a room"),
     RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/state", rooms_admin.room_state,
               Access.ADMIN, "rooms", "A room's current state events"),
     RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}/block", rooms_admin.get_block,
@@ -240,7 +240,7 @@ ROUTES: list[RouteSpec] = [
               Access.ADMIN, "rooms", "Block or unblock a room", "room_block",
               audit=Audited("blockRoom", path_param="room_id")),
     RouteSpec(SYNAPSE, "GET", f"/v1/rooms/{_ROOM}", rooms_admin.room_details, Access.ADMIN,
-              "rooms", "Details of a room"),
+              "room_reads", "Details of a room"),
     RouteSpec(SYNAPSE, "GET", "/v2/rooms/delete_status/{delete_id}",
               rooms_admin.delete_status, Access.ADMIN, "room_changes",
               "Status of a room deletion by its delete_id", quiet=True),

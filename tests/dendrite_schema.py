@@ -32,8 +32,8 @@ from typing import Any
 
 import psycopg2
 
-__all__ = ["DENDRITE_SELECT", "REGISTRATION_TOKENS", "SERVER", "DendriteDb",
-           "build_dendrite"]
+__all__ = ["DENDRITE_SELECT", "INVITE", "JOIN", "LEAVE_OR_BAN", "REGISTRATION_TOKENS",
+           "ROOMSERVER_TABLES", "SERVER", "DendriteDb", "build_dendrite", "build_roomserver"]
 
 SERVER = "test.example"
 
@@ -310,6 +310,68 @@ SQLITE_UPGRADE = (
     *SQLITE_SCHEMAS,
 )
 
+# -- the roomserver ----------------------------------------------------------------------------
+# Only the three tables the room list reads, from roomserver/storage/{postgres,sqlite3}/
+# rooms_table.go, membership_table.go (with its forgotten column) and
+# event_state_keys_table.go, as Dendrite 0.15.2 creates them.  Dendrite may keep them
+# in the userapi's database (PostgreSQL, one database for every component) or in a
+# database of their own (SQLite's default: a file per component).
+ROOMSERVER_PG = (
+    "CREATE SEQUENCE IF NOT EXISTS roomserver_room_nid_seq",
+    """CREATE TABLE IF NOT EXISTS roomserver_rooms (
+        room_nid BIGINT PRIMARY KEY DEFAULT nextval('roomserver_room_nid_seq'),
+        room_id TEXT NOT NULL CONSTRAINT roomserver_room_id_unique UNIQUE,
+        latest_event_nids BIGINT[] NOT NULL DEFAULT '{}'::BIGINT[],
+        last_event_sent_nid BIGINT NOT NULL DEFAULT 0,
+        state_snapshot_nid BIGINT NOT NULL DEFAULT 0,
+        room_version TEXT NOT NULL)""",
+    "CREATE SEQUENCE IF NOT EXISTS roomserver_event_state_key_nid_seq START 65536",
+    """CREATE TABLE IF NOT EXISTS roomserver_event_state_keys (
+        event_state_key_nid BIGINT PRIMARY KEY
+            DEFAULT nextval('roomserver_event_state_key_nid_seq'),
+        event_state_key TEXT NOT NULL CONSTRAINT roomserver_event_state_key_unique UNIQUE)""",
+    "INSERT INTO roomserver_event_state_keys (event_state_key_nid, event_state_key)"
+    " VALUES (1, '') ON CONFLICT DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS roomserver_membership (
+        room_nid BIGINT NOT NULL,
+        target_nid BIGINT NOT NULL,
+        sender_nid BIGINT NOT NULL DEFAULT 0,
+        membership_nid BIGINT NOT NULL DEFAULT 1,
+        event_nid BIGINT NOT NULL DEFAULT 0,
+        target_local BOOLEAN NOT NULL DEFAULT false,
+        forgotten BOOLEAN NOT NULL DEFAULT FALSE,
+        UNIQUE (room_nid, target_nid))""",
+)
+
+ROOMSERVER_SQLITE = (
+    """CREATE TABLE IF NOT EXISTS roomserver_rooms (
+        room_nid INTEGER PRIMARY KEY AUTOINCREMENT,
+        room_id TEXT NOT NULL UNIQUE,
+        latest_event_nids TEXT NOT NULL DEFAULT '[]',
+        last_event_sent_nid INTEGER NOT NULL DEFAULT 0,
+        state_snapshot_nid INTEGER NOT NULL DEFAULT 0,
+        room_version TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS roomserver_event_state_keys (
+        event_state_key_nid INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_state_key TEXT NOT NULL UNIQUE)""",
+    "INSERT INTO roomserver_event_state_keys (event_state_key_nid, event_state_key)"
+    " VALUES (1, '') ON CONFLICT DO NOTHING",
+    """CREATE TABLE IF NOT EXISTS roomserver_membership (
+        room_nid INTEGER NOT NULL,
+        target_nid INTEGER NOT NULL,
+        sender_nid INTEGER NOT NULL DEFAULT 0,
+        membership_nid INTEGER NOT NULL DEFAULT 1,
+        event_nid INTEGER NOT NULL DEFAULT 0,
+        target_local BOOLEAN NOT NULL DEFAULT false,
+        forgotten BOOLEAN NOT NULL DEFAULT false,
+        UNIQUE (room_nid, target_nid))""",
+)
+
+# membership_nid values (roomserver/storage/tables: MembershipState*).
+LEAVE_OR_BAN, INVITE, JOIN = 1, 2, 3
+ROOMSERVER_TABLES = ("roomserver_rooms", "roomserver_event_state_keys",
+                     "roomserver_membership")
+
 # -- Dendrite's statements ---------------------------------------------------------------------
 # From the *_table.go files; the comment says what Go scans each column into (a plain
 # string or int cannot take NULL).
@@ -456,6 +518,62 @@ class DendriteDb:
         self.query("DELETE FROM userapi_devices WHERE device_id = $1 AND localpart = $2"
                    " AND server_name = $3", device_id, localpart, SERVER)
 
+    # The roomserver's rows, as Dendrite writes them ---------------------------------------------
+    def create_room(self, room_id: str, room_version: str = "10") -> int:
+        """InsertRoomNID, then UpdateLatestEventNIDs (the room's create event, 1, as
+        its latest event and a state snapshot); returns the room NID."""
+        if self.engine == "postgres":
+            rows = self.query("INSERT INTO roomserver_rooms (room_id, room_version)"
+                              " VALUES ($1, $2) ON CONFLICT ON CONSTRAINT"
+                              " roomserver_room_id_unique DO NOTHING RETURNING (room_nid)",
+                              room_id, room_version)
+            nid = int(rows[0][0])
+            self.query("UPDATE roomserver_rooms SET latest_event_nids = $2,"
+                       " last_event_sent_nid = $3, state_snapshot_nid = $4"
+                       " WHERE room_nid = $1", nid, [1], 1, 1)
+            return nid
+        rows = self.query("INSERT INTO roomserver_rooms (room_id, room_version)"
+                          " VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING room_nid",
+                          room_id, room_version)
+        nid = int(rows[0][0])
+        self.query("UPDATE roomserver_rooms SET latest_event_nids = $1,"
+                   " last_event_sent_nid = $2, state_snapshot_nid = $3 WHERE room_nid = $4",
+                   "[1]", 1, 1, nid)
+        return nid
+
+    def state_key_nid(self, state_key: str) -> int:
+        """InsertEventStateKeyNID, or the NID the key already has."""
+        if self.engine == "postgres":
+            rows = self.query("INSERT INTO roomserver_event_state_keys (event_state_key)"
+                              " VALUES ($1) ON CONFLICT ON CONSTRAINT"
+                              " roomserver_event_state_key_unique DO NOTHING"
+                              " RETURNING (event_state_key_nid)", state_key)
+        else:
+            rows = self.query("INSERT INTO roomserver_event_state_keys (event_state_key)"
+                              " VALUES ($1) ON CONFLICT DO NOTHING"
+                              " RETURNING event_state_key_nid", state_key)
+        if rows:
+            return int(rows[0][0])
+        return int(self.query("SELECT event_state_key_nid FROM roomserver_event_state_keys"
+                              " WHERE event_state_key = $1", state_key)[0][0])
+
+    def set_membership(self, room_nid: int, user_id: str, membership_nid: int,
+                       event_nid: int) -> None:
+        """InsertMembership (target_local from the user's server), then
+        UpdateMembership as the roomserver's membership updater does."""
+        target = self.state_key_nid(user_id)
+        local = user_id.endswith(":" + SERVER)
+        self.query("INSERT INTO roomserver_membership (room_nid, target_nid, target_local)"
+                   " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", room_nid, target, local)
+        self.query("UPDATE roomserver_membership SET sender_nid = $3, membership_nid = $4,"
+                   " event_nid = $5, forgotten = $6 WHERE room_nid = $1 AND target_nid = $2",
+                   room_nid, target, target, membership_nid, event_nid, False)
+
+    def table_rows(self, tables: Sequence[str] = ROOMSERVER_TABLES) -> dict[str, Any]:
+        """Every row of each table, ordered (to show nothing changed)."""
+        return {t: sorted(map(repr, self.query(f"SELECT * FROM {t}")))  # noqa: S608 (fixed names)
+                for t in tables}
+
     # What the package must leave alone -------------------------------------------------------
     def catalogue(self) -> list[tuple[Any, ...]]:
         """Every definition that concerns Dendrite's tables: columns, indexes,
@@ -496,6 +614,12 @@ class DendriteDb:
                                              " WHERE type = 'table'")}
         return {r[0] for r in self.query("SELECT table_name FROM information_schema.tables"
                                          " WHERE table_schema = current_schema()")}
+
+
+def build_roomserver(db: DendriteDb) -> DendriteDb:
+    """Add the roomserver's tables to ``db`` (its own database, or the userapi's)."""
+    db.run(ROOMSERVER_PG if db.engine == "postgres" else ROOMSERVER_SQLITE)
+    return db
 
 
 def build_dendrite(db: DendriteDb) -> DendriteDb:

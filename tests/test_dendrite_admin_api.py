@@ -445,7 +445,8 @@ async def test_room_deletion_is_dendrites_evacuate_then_purge(
     after = (len(standin.calls), await h.storage.list_jobs(
         kind=None, status=None, target=None, before_seq=None, limit=100))
     assert after == before
-    # the room list stays Dendrite's business (not served from this package's tables)
+    # the room list reads Dendrite's roomserver tables, absent from this database: it
+    # says so (tests/test_dendrite_rooms.py), never this package's room tables
     resp = await h.client.get("/_synapse/admin/v1/rooms", headers=AUTH)
     assert (resp.status, (await resp.json())["errcode"]) == (404, "M_UNRECOGNIZED")
 
