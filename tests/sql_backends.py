@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.sql import Op, SqlStorage, Stmt, drive_sync
 from dendrite_admin_ext.storage.sql.ops import one, select
 from dendrite_admin_ext.storage.sqlite import SqliteStorage
-from dendrite_admin_ext.storage.types import NewDevice
+from dendrite_admin_ext.storage.types import MembershipChange, NewDevice, NewRoom
 
 __all__ = ["BACKENDS", "HeldReads", "PostgresForTests", "SqliteForTests", "make_storage"]
 
@@ -165,3 +165,36 @@ class HeldReads:
     async def get_devices_of(self, users: Sequence[UserID]) -> Any:
         self.device_batches.append(list(users))
         return await self._held(await self.inner.get_devices_of(users))
+
+
+def open_for_tests(database: Mapping[str, Any]) -> SqliteForTests | PostgresForTests:
+    """A test storage (not yet opened) on a standalone server's database settings, as
+    written by ``tests/standalone.py`` (``backend`` plus ``path`` or ``dsn``)."""
+    if database["backend"] == "sqlite":
+        return SqliteForTests(database["path"])
+    return PostgresForTests(database["dsn"])
+
+
+async def seed_joined_room(database: Mapping[str, Any], creator: str, members: int,
+                           server_name: str, *, batch: int = 2_000,
+                           with_names: bool = False) -> tuple[str, list[str]]:
+    """A room made directly in storage by ``creator`` with ``members`` local users
+    ``@memberNNNNN`` joined (display names from their IDs with ``with_names``), in
+    batches; the room ID and every member, the creator first."""
+    storage = open_for_tests(database)
+    await storage.open()
+    try:
+        owner = UserID.from_stored(creator)
+        room_id = await storage.create_room(NewRoom(
+            owner, "10", {"creator": creator},
+            (("m.room.member", creator, {"membership": "join"}),)))
+        users = [f"@member{i:05d}:{server_name}" for i in range(members)]
+        for start in range(0, members, batch):
+            await storage.apply_memberships(room_id, [
+                MembershipChange(UserID.from_stored(u), UserID.from_stored(u),
+                                 {"membership": "join",
+                                  **({"displayname": u[1:9]} if with_names else {})})
+                for u in users[start:start + batch]])
+        return room_id, [creator, *users]
+    finally:
+        await storage.close()

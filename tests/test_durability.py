@@ -20,10 +20,15 @@ import pytest
 from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.storage.sql import SqlStorage
-from dendrite_admin_ext.storage.types import MembershipChange, NewRoom
 
 from .postgres import PgServer
-from .sql_backends import PostgresForTests, SqliteForTests, unwrapped
+from .sql_backends import (
+    PostgresForTests,
+    SqliteForTests,
+    open_for_tests,
+    seed_joined_room,
+    unwrapped,
+)
 from .standalone import Server, write_config
 from .standalone import call as standalone_call
 
@@ -106,9 +111,7 @@ def test_state_survives_restart(tmp_path: Path, database: dict[str, Any], sig: i
 
 
 def open_storage(database: dict[str, Any]) -> SqlStorage:
-    if database["backend"] == "sqlite":
-        return SqliteForTests(database["path"])
-    return PostgresForTests(database["dsn"])
+    return open_for_tests(database)
 
 
 def count_leaves(database: dict[str, Any], room_id: str) -> int:
@@ -135,21 +138,8 @@ MEMBERS = 12_000
 
 
 async def big_room(database: dict[str, Any]) -> tuple[str, list[str]]:
-    storage = open_storage(database)
-    await storage.open()
-    try:
-        creator = f"@_server:{SERVER}"
-        room_id = await storage.create_room(NewRoom(
-            UserID.from_stored(creator), "10", {"creator": creator},
-            (("m.room.member", creator, {"membership": "join"}),)))
-        users = [f"@member{i:05d}:{SERVER}" for i in range(MEMBERS)]
-        for i in range(0, MEMBERS, 2_000):
-            await storage.apply_memberships(room_id, [
-                MembershipChange(_uid(u), _uid(u), {"membership": "join", "displayname": u[1:9]})
-                for u in users[i:i + 2_000]])
-        return room_id, [creator, *users]
-    finally:
-        await storage.close()
+    return await seed_joined_room(database, f"@_server:{SERVER}", MEMBERS, SERVER,
+                                  with_names=True)
 
 
 def test_evacuation_killed_midway_completes_on_rerun(tmp_path: Path,

@@ -22,14 +22,12 @@ from dendrite_admin_ext.storage.sql.ops import select
 from dendrite_admin_ext.storage.types import (
     AccountType,
     JobStep,
-    MembershipChange,
     NewAccount,
-    NewRoom,
 )
 
 from .conftest import make_config, make_host_app
 from .postgres import PgServer
-from .sql_backends import PostgresForTests, SqliteForTests
+from .sql_backends import PostgresForTests, SqliteForTests, open_for_tests, seed_joined_room
 from .standalone import Server, write_config
 from .standalone import call as standalone_call
 
@@ -53,9 +51,7 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[st
 
 
 def open_storage(database: Mapping[str, Any]) -> SqliteForTests | PostgresForTests:
-    if database["backend"] == "sqlite":
-        return SqliteForTests(database["path"])
-    return PostgresForTests(database["dsn"])
+    return open_for_tests(database)
 
 
 def query(database: Mapping[str, Any], sql: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -109,20 +105,7 @@ MEMBERS = 3_000
 
 
 async def seed_room(database: Mapping[str, Any]) -> tuple[str, list[str]]:
-    storage = open_storage(database)
-    await storage.open()
-    try:
-        creator = f"@owner:{SERVER}"
-        room_id = await storage.create_room(NewRoom(
-            UserID.from_stored(creator), "10", {"creator": creator},
-            (("m.room.member", creator, {"membership": "join"}),)))
-        users = [f"@member{i:05d}:{SERVER}" for i in range(MEMBERS)]
-        await storage.apply_memberships(room_id, [
-            MembershipChange(UserID.from_stored(u), UserID.from_stored(u),
-                             {"membership": "join"}) for u in users])
-        return room_id, [creator, *users]
-    finally:
-        await storage.close()
+    return await seed_joined_room(database, f"@owner:{SERVER}", MEMBERS, SERVER)
 
 
 def test_deletion_killed_midway_completes_after_restart(
