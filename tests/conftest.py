@@ -4,7 +4,7 @@ accounts and tokens directly in storage."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from dendrite_admin_ext.storage.protocols import AdminStorage
 from dendrite_admin_ext.storage.types import AccountType, NewAccount, NewDevice
 from dendrite_admin_ext.validation import Schemas, load_schemas
 
-from .postgres import pg_dsn, pg_server, pg_shared_database  # noqa: F401  (fixtures)
+from .postgres import PgServer, pg_dsn, pg_server, pg_shared_database  # noqa: F401
 from .sql_backends import BACKENDS, make_storage
 
 SERVER = "test.example"
@@ -256,3 +256,20 @@ settings.register_profile("ci", max_examples=200, deadline=None, database=None,
 settings.register_profile("long", max_examples=5_000, deadline=None,
                           suppress_health_check=_FUZZ_CHECKS, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# -- a standalone server's database section, on a database of the test's own ---------------
+SERVER_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=SERVER_BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """The ``database:`` section of a config, on a database of this test's own (the SQL
+    backends a standalone server process can share with the test)."""
+    if request.param == "sqlite":
+        yield {"backend": "sqlite", "path": str(tmp_path / "admin.db")}
+        return
+    pg: PgServer = request.getfixturevalue("pg_server")
+    name = pg.new_database()
+    yield {"backend": "postgres", "dsn": pg.dsn_for(name), "connect_timeout": 5}
+    pg.drop_database(name)

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +20,6 @@ from dendrite_admin_ext.cli import register_user
 from dendrite_admin_ext.identifiers import UserID
 from dendrite_admin_ext.storage.sql import SqlStorage
 
-from .postgres import PgServer
 from .sql_backends import (
     PostgresForTests,
     SqliteForTests,
@@ -37,19 +35,8 @@ _uid = UserID.from_stored  # user IDs written as strings in these tests
 SERVER = "test.example"
 SECRET = "standalone-secret"
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """The ``database:`` section of a config, on a database of this test's own."""
-    if request.param == "sqlite":
-        yield {"backend": "sqlite", "path": str(tmp_path / "admin.db")}
-        return
-    pg: PgServer = request.getfixturevalue("pg_server")
-    name = pg.new_database()
-    yield {"backend": "postgres", "dsn": pg.dsn_for(name), "connect_timeout": 5}
-    pg.drop_database(name)
 
 
 def call(method: str, url: str, token: str | None = None,

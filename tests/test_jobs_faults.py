@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,28 +26,17 @@ from dendrite_admin_ext.storage.types import (
 )
 
 from .conftest import make_config, make_host_app
-from .postgres import PgServer
 from .sql_backends import PostgresForTests, SqliteForTests, open_for_tests, seed_joined_room
 from .standalone import Server, write_config
 from .standalone import call as standalone_call
 
 SERVER = "test.example"
 SECRET = "standalone-secret"
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 # Short leases and small steps, so that a kill lands mid-job and the restart resumes
 # it quickly.
 JOBS = {"lease_seconds": 1, "poll_interval": 0.1, "batch_size": 50}
 
 
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    if request.param == "sqlite":
-        yield {"backend": "sqlite", "path": str(tmp_path / "admin.db")}
-        return
-    pg: PgServer = request.getfixturevalue("pg_server")
-    name = pg.new_database()
-    yield {"backend": "postgres", "dsn": pg.dsn_for(name), "connect_timeout": 5}
-    pg.drop_database(name)
 
 
 def open_storage(database: Mapping[str, Any]) -> SqliteForTests | PostgresForTests:
